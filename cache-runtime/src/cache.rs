@@ -1,0 +1,553 @@
+//! `Cache`: read-through loading with table-versioned freshness and single-flight.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::envelope;
+use crate::flight::{Flights, Role, Shared, State};
+use crate::key::{BuildKeyHasher, Key, KeyError, KeyScope};
+use crate::output::{self, LoadOutput};
+use crate::sharded::Sharded;
+use crate::stats::{Counter, Counters, Stats};
+use crate::tables::{Table, Tables};
+use crate::{CacheValue, Settings, SettingsError, Ttl};
+
+/// A query cache. Cheap to clone: clones share the same entries, tables and statistics.
+///
+/// Reads go through [`Cache::get_or_load`]; writes call [`Cache::invalidate`] once they
+/// are visible (committed). The macros generate both calls.
+///
+/// ```
+/// use cache_runtime::{Cache, KeyScope, Settings, Ttl};
+///
+/// static FIND_USER: KeyScope = KeyScope::new("users::find");
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache = Cache::new(Settings::default())?;
+/// let id = 7_i64;
+/// let load = || async move { Ok::<_, std::io::Error>(Some(format!("user {id}"))) };
+///
+/// let key = cache.key(&FIND_USER, &id)?;
+/// let first = cache.get_or_load(key, &["users"], Ttl::secs(60), load).await?;  // runs `load`
+/// let again = cache.get_or_load(key, &["users"], Ttl::secs(60), load).await?;  // a hit
+/// assert_eq!(first, again);
+/// assert_eq!(cache.stats().hits, 1);
+///
+/// cache.invalidate(&["users"]).await;                                         // after a write
+/// cache.get_or_load(key, &["users"], Ttl::secs(60), load).await?;             // runs `load`
+/// assert_eq!(cache.stats().loads, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    /// `"{namespace}:"`, the prefix of every remote key.
+    prefix: String,
+    store: Store,
+    tables: Tables,
+    flights: Flights,
+    counters: Counters,
+}
+
+enum Store {
+    /// Decoded values behind `Arc`: a hit is a lookup and a clone, no decoding.
+    Memory(Sharded<Key, Slot, BuildKeyHasher>),
+    /// Any backend, through encoded envelopes.
+    Backend(Box<dyn Backend>),
+}
+
+struct Slot {
+    value: Shared,
+    deadline: Option<Instant>,
+    tags: Box<[Tag]>,
+}
+
+struct Tag {
+    table: Arc<Table>,
+    version: u64,
+}
+
+/// What the read path found.
+enum Found<V> {
+    Hit(V),
+    Miss,
+}
+
+impl Cache {
+    /// A cache in process memory, bounded by `settings.max_entries`.
+    ///
+    /// # Errors
+    ///
+    /// A [`SettingsError`] when a setting is invalid (see [`Settings::validate`]).
+    pub fn new(settings: Settings) -> Result<Cache, SettingsError> {
+        settings.validate()?;
+        let store = Store::Memory(Sharded::new(
+            settings.max_entries,
+            BuildKeyHasher::default(),
+        ));
+        Ok(Cache::build(settings, store))
+    }
+
+    /// A cache storing its entries in `backend` (e.g. Redis, or a
+    /// [`MemoryBackend`](crate::backend::MemoryBackend) to exercise the encoded path).
+    ///
+    /// Table versions stay in this process: entries written by another `Cache` instance
+    /// are not served by this one, so several processes never serve each other's stale
+    /// entries, but do not share them either.
+    ///
+    /// # Errors
+    ///
+    /// A [`SettingsError`] when a setting is invalid (see [`Settings::validate`]).
+    pub fn with_backend(settings: Settings, backend: impl Backend) -> Result<Cache, SettingsError> {
+        settings.validate()?;
+        Ok(Cache::build(settings, Store::Backend(Box::new(backend))))
+    }
+
+    fn build(settings: Settings, store: Store) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                prefix: format!("{}:", settings.namespace),
+                tables: Tables::new(settings.max_keys_per_table),
+                settings,
+                store,
+                flights: Flights::new(),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// The settings this cache was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The key of `args` for the function identified by `scope`, in this cache's namespace.
+    ///
+    /// # Errors
+    ///
+    /// A [`KeyError`] when `args` fails to serialize.
+    pub fn key<A: Serialize + ?Sized>(&self, scope: &KeyScope, args: &A) -> Result<Key, KeyError> {
+        Key::build(&self.inner.settings.namespace, scope, args)
+    }
+
+    /// Returns the cached value for `key`, or runs `loader`, caches its value for `ttl` and
+    /// returns it.
+    ///
+    /// - `tables` are the tables the query reads; a write to any of them
+    ///   ([`Cache::invalidate`]) makes the entry stale.
+    /// - An `Err` from the loader is returned as is and never cached; `None` and empty
+    ///   collections are cached only when `Settings::cache_none` is on.
+    /// - Concurrent misses on one key run `loader` once and share its value.
+    /// - Backend failures and undecodable entries never fail the call: they count as misses
+    ///   (and in [`Stats`]) and the loader runs.
+    ///
+    /// With [`Ttl::Bypass`], or when the cache is disabled, `loader` runs and nothing is
+    /// read or stored.
+    pub async fn get_or_load<O, F, Fut>(
+        &self,
+        key: Key,
+        tables: &[&str],
+        ttl: impl Into<Ttl>,
+        loader: F,
+    ) -> O
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let ttl = ttl.into();
+        if ttl == Ttl::Bypass || !self.inner.settings.enabled {
+            return loader().await;
+        }
+        if let Found::Hit(value) = self.lookup::<O::Value>(&key).await {
+            return O::from_value(value);
+        }
+        self.load(key, tables, ttl, loader).await
+    }
+
+    /// Makes every cached read of `tables` stale, and deletes the keys they track.
+    ///
+    /// Call it after the write is visible to other connections (after `COMMIT`): a read
+    /// that starts after this returns will not be served anything read before it.
+    pub async fn invalidate(&self, tables: &[&str]) {
+        let mut keys = Vec::new();
+        for name in tables {
+            let table = self.inner.tables.get(name);
+            table.bump();
+            self.inner.counters.bump(Counter::Invalidations);
+            keys.extend(table.take_keys());
+        }
+        self.delete(&keys).await;
+    }
+
+    /// Removes every entry of this cache and makes all loads in flight stale.
+    pub async fn clear(&self) {
+        for table in self.inner.tables.all() {
+            table.bump();
+            table.take_keys();
+        }
+        match &self.inner.store {
+            Store::Memory(map) => map.clear(),
+            Store::Backend(backend) => {
+                if let Err(e) = backend.clear_prefix(&self.inner.prefix).await {
+                    self.backend_error("clear", &e);
+                }
+            }
+        }
+    }
+
+    /// How many entries the in-memory store holds; `None` for a cache over a [`Backend`].
+    pub fn len(&self) -> Option<usize> {
+        match &self.inner.store {
+            Store::Memory(map) => Some(map.len()),
+            Store::Backend(_) => None,
+        }
+    }
+
+    /// How many keys `table` currently tracks for invalidation (at most
+    /// `Settings::max_keys_per_table`).
+    pub fn tracked_keys(&self, table: &str) -> usize {
+        self.inner.tables.get(table).tracked()
+    }
+
+    // ----- read path -----
+
+    async fn lookup<V: CacheValue>(&self, key: &Key) -> Found<V> {
+        match &self.inner.store {
+            Store::Memory(map) => self.lookup_memory(map, key),
+            Store::Backend(backend) => self.lookup_backend(backend.as_ref(), key).await,
+        }
+    }
+
+    #[inline]
+    fn lookup_memory<V: CacheValue>(
+        &self,
+        map: &Sharded<Key, Slot, BuildKeyHasher>,
+        key: &Key,
+    ) -> Found<V> {
+        let counters = &self.inner.counters;
+        let value = {
+            let mut shard = map.lock(key.shard(map.mask()));
+            let Some(slot) = shard.get(key) else {
+                return Found::Miss;
+            };
+            let fault = if slot.deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(Counter::Expired)
+            } else if slot.tags.iter().any(|t| t.table.version() != t.version) {
+                Some(Counter::Stale)
+            } else {
+                None
+            };
+            if let Some(counter) = fault {
+                let dead = shard.pop(key);
+                drop(shard);
+                drop(dead);
+                counters.bump(counter);
+                return Found::Miss;
+            }
+            // Clone the `Arc`, not the value, under the lock: hold time stays constant
+            // whatever the value's size.
+            slot.value.clone()
+        };
+        match value.downcast_ref::<V>() {
+            Some(v) => {
+                counters.bump(Counter::Hits);
+                Found::Hit(v.clone())
+            }
+            None => {
+                // Only reachable by reusing one key for two value types by hand.
+                map.remove(key.shard(map.mask()), key);
+                self.decode_error(key, &"entry holds a value of another type");
+                Found::Miss
+            }
+        }
+    }
+
+    async fn lookup_backend<V: CacheValue>(&self, backend: &dyn Backend, key: &Key) -> Found<V> {
+        let name = self.remote_key(key);
+        let bytes = match backend.get(&name).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Found::Miss,
+            Err(e) => {
+                self.backend_error("get", &e);
+                return Found::Miss;
+            }
+        };
+        let env = match envelope::decode::<V>(&bytes) {
+            Ok(env) => env,
+            Err(e) => {
+                self.decode_error(key, &e);
+                self.delete_remote(backend, &[name]).await;
+                return Found::Miss;
+            }
+        };
+        let fault = if env
+            .expires_at
+            .is_some_and(|at| envelope::unix_ms(SystemTime::now()) >= at)
+        {
+            Some(Counter::Expired)
+        } else if env
+            .tags
+            .iter()
+            .any(|(table, version)| self.inner.tables.get(table).version() != *version)
+        {
+            Some(Counter::Stale)
+        } else {
+            None
+        };
+        if let Some(counter) = fault {
+            self.inner.counters.bump(counter);
+            self.delete_remote(backend, &[name]).await;
+            return Found::Miss;
+        }
+        self.inner.counters.bump(Counter::Hits);
+        Found::Hit(env.value)
+    }
+
+    // ----- miss path -----
+
+    async fn load<O, F, Fut>(&self, key: Key, names: &[&str], ttl: Ttl, loader: F) -> O
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let counters = &self.inner.counters;
+        counters.bump(Counter::Misses);
+        let tables = self.inner.tables.resolve(names);
+        loop {
+            // Captured before the query runs: a write that completes after this point
+            // bumps a version, and whatever this load stores is stale from then on.
+            let versions: Vec<u64> = tables.iter().map(|t| t.version()).collect();
+            match self.inner.flights.join_or_lead(key, &versions) {
+                Role::Leader(guard) => {
+                    counters.bump(Counter::Loads);
+                    let output = loader().await;
+                    return match output.into_value() {
+                        Ok(value) => {
+                            let shared: Shared = Arc::new(value.clone());
+                            self.store(key, &tables, &versions, ttl, &value, &shared)
+                                .await;
+                            guard.finish(State::Done(shared));
+                            O::from_value(value)
+                        }
+                        Err(output) => {
+                            guard.finish(State::Failed);
+                            output
+                        }
+                    };
+                }
+                Role::Waiter(flight) => match flight.wait().await {
+                    State::Done(shared) => {
+                        if let Some(value) = shared.downcast_ref::<O::Value>() {
+                            counters.bump(Counter::Coalesced);
+                            return O::from_value(value.clone());
+                        }
+                        // Same key, another value type (a hand-built key reused): load alone.
+                        return self.load_alone(key, &tables, ttl, loader).await;
+                    }
+                    State::Failed => return self.load_alone(key, &tables, ttl, loader).await,
+                    State::Abandoned | State::Running => {
+                        // The leader panicked or was cancelled: someone else may have
+                        // stored the value meanwhile; otherwise elect a new leader.
+                        if let Found::Hit(value) = self.lookup::<O::Value>(&key).await {
+                            return O::from_value(value);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Runs `loader` without joining a flight (the leader failed with an error that only
+    /// it can return) and stores its value.
+    async fn load_alone<O, F, Fut>(&self, key: Key, tables: &[Arc<Table>], ttl: Ttl, loader: F) -> O
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let versions: Vec<u64> = tables.iter().map(|t| t.version()).collect();
+        self.inner.counters.bump(Counter::Loads);
+        match loader().await.into_value() {
+            Ok(value) => {
+                let shared: Shared = Arc::new(value.clone());
+                self.store(key, tables, &versions, ttl, &value, &shared)
+                    .await;
+                O::from_value(value)
+            }
+            Err(output) => output,
+        }
+    }
+
+    async fn store<V: CacheValue>(
+        &self,
+        key: Key,
+        tables: &[Arc<Table>],
+        versions: &[u64],
+        ttl: Ttl,
+        value: &V,
+        shared: &Shared,
+    ) {
+        if !self.inner.settings.cache_none && output::is_empty(value) {
+            return;
+        }
+        // A write completed during the load: the entry would be stale on arrival.
+        if tables.iter().zip(versions).any(|(t, v)| t.version() != *v) {
+            return;
+        }
+        let now = Instant::now();
+        let Ok(deadline) = ttl.deadline(now) else {
+            return;
+        };
+        match &self.inner.store {
+            Store::Memory(map) => {
+                let slot = Slot {
+                    value: shared.clone(),
+                    deadline,
+                    tags: tables
+                        .iter()
+                        .zip(versions)
+                        .map(|(table, &version)| Tag {
+                            table: table.clone(),
+                            version,
+                        })
+                        .collect(),
+                };
+                let evicted = map.insert(key.shard(map.mask()), key, slot);
+                if evicted > 0 {
+                    self.inner.counters.add(Counter::Evictions, evicted);
+                }
+            }
+            Store::Backend(backend) => {
+                let tags: Vec<(&str, u64)> = tables
+                    .iter()
+                    .zip(versions)
+                    .map(|(t, &v)| (t.name(), v))
+                    .collect();
+                let storage_ttl = Ttl::storage_ttl(deadline, now);
+                let bytes = match envelope::encode(value, &tags, storage_ttl) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::warn!(target: "cache_runtime", key = %key, error = %e,
+                            "value failed to encode; not cached");
+                        return;
+                    }
+                };
+                if let Err(e) = backend
+                    .set(&self.remote_key(&key), bytes, storage_ttl)
+                    .await
+                {
+                    self.backend_error("set", &e);
+                    return;
+                }
+            }
+        }
+        let mut dropped = Vec::new();
+        for table in tables {
+            if let Some(oldest) = table.track(key) {
+                dropped.push(oldest);
+            }
+        }
+        if !dropped.is_empty() {
+            self.inner
+                .counters
+                .add(Counter::TableEvictions, dropped.len() as u64);
+            self.delete(&dropped).await;
+        }
+    }
+
+    // ----- helpers -----
+
+    async fn delete(&self, keys: &[Key]) {
+        if keys.is_empty() {
+            return;
+        }
+        match &self.inner.store {
+            Store::Memory(map) => {
+                for key in keys {
+                    drop(map.remove(key.shard(map.mask()), key));
+                }
+            }
+            Store::Backend(backend) => {
+                let names: Vec<String> = keys.iter().map(|k| self.remote_key(k)).collect();
+                self.delete_remote(backend.as_ref(), &names).await;
+            }
+        }
+    }
+
+    async fn delete_remote(&self, backend: &dyn Backend, names: &[String]) {
+        if let Err(e) = backend.delete(names).await {
+            self.backend_error("delete", &e);
+        }
+    }
+
+    fn remote_key(&self, key: &Key) -> String {
+        format!("{}{key}", self.inner.prefix)
+    }
+
+    fn backend_error(&self, op: &str, error: &dyn std::error::Error) {
+        self.inner.counters.bump(Counter::BackendErrors);
+        tracing::warn!(target: "cache_runtime", op, error = %error,
+            "cache backend failed; running the query instead");
+    }
+
+    fn decode_error(&self, key: &Key, error: &dyn fmt::Display) {
+        self.inner.counters.bump(Counter::DecodeErrors);
+        tracing::warn!(target: "cache_runtime", key = %key, error = %error,
+            "cached entry is unusable; treating it as a miss and deleting it");
+    }
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.inner.store {
+            Store::Memory(_) => "memory",
+            Store::Backend(_) => "custom",
+        };
+        f.debug_struct("Cache")
+            .field("namespace", &self.inner.settings.namespace)
+            .field("backend", &backend)
+            .finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: OnceLock<Cache> = OnceLock::new();
+
+/// Installs `cache` as the process-wide cache used by macro-generated code that has no
+/// `&Cache` parameter and no `cache = ...` argument.
+///
+/// # Errors
+///
+/// Gives `cache` back when a process-wide cache is already in place (installed, or created
+/// with default settings by an earlier [`global`] call).
+pub fn install(cache: Cache) -> Result<(), Cache> {
+    GLOBAL.set(cache)
+}
+
+/// The process-wide cache: the one [`install`]ed, or else an in-memory cache with
+/// [`Settings::default`], created on first use.
+pub fn global() -> &'static Cache {
+    GLOBAL.get_or_init(|| Cache::build(Settings::default(), default_store()))
+}
+
+fn default_store() -> Store {
+    Store::Memory(Sharded::new(
+        Settings::default().max_entries,
+        BuildKeyHasher::default(),
+    ))
+}

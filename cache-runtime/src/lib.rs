@@ -1,0 +1,47 @@
+//! A read-through query cache for SQLx.
+//!
+//! Annotate repository functions with [`cached`] and [`invalidates`] (or call
+//! [`Cache::get_or_load`] and [`Cache::invalidate`] directly) and reads are served from
+//! memory, or a shared backend, until a write to a table they read makes them stale.
+//!
+//! Guarantees, each pinned by tests:
+//!
+//! 1. **No stale read after a completed write.** Every table has a version; a read captures
+//!    the versions of its tables before its query runs and tags its entry with them; a
+//!    write bumps them once visible. An entry with an outdated tag is a miss.
+//! 2. **Errors are never cached.** `Err` passes through; `None` and empty collections are
+//!    cached only when [`Settings::cache_none`] is on.
+//! 3. **The cache never breaks a call.** Backend failures and undecodable entries are
+//!    misses, counted in [`Stats`] and logged with `tracing`.
+//! 4. **Bounded memory.** [`Settings::max_entries`] bounds the in-memory store and
+//!    [`Settings::max_keys_per_table`] bounds the keys each table tracks.
+//! 5. **One load per key at a time.** Concurrent misses share one query; a panicking or
+//!    cancelled leader hands over to a waiter.
+//! 6. **Stable, collision-free keys.** See [`Key`].
+#![deny(missing_docs)]
+
+pub mod backend;
+mod cache;
+mod entity;
+mod envelope;
+mod flight;
+mod key;
+mod output;
+mod settings;
+mod sharded;
+mod stats;
+mod tables;
+mod ttl;
+
+pub use cache::{Cache, global, install};
+pub use entity::CacheEntity;
+pub use key::{Key, KeyError, KeyScope};
+pub use output::{CacheValue, LoadOutput};
+pub use settings::{Settings, SettingsError};
+pub use stats::Stats;
+pub use ttl::{Ttl, TtlError};
+
+/// Support for macro-generated code. Not a stable API: use the items re-exported at the
+/// crate root instead.
+#[doc(hidden)]
+pub mod __private {}

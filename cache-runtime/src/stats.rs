@@ -1,0 +1,122 @@
+//! Counters of what the cache did, cheap enough to bump on every hit.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a cache's counters since it was created, from [`Cache::stats`](crate::Cache::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Reads that found no usable entry (including stale, expired and undecodable ones).
+    pub misses: u64,
+    /// Loader runs (database queries) the cache made; concurrent misses of one key share one.
+    pub loads: u64,
+    /// Misses that waited for another caller's load of the same key and shared its result.
+    pub coalesced: u64,
+    /// Entries found but discarded because a table they were read from has been written since.
+    pub stale: u64,
+    /// Entries found but past their TTL.
+    pub expired: u64,
+    /// Entries evicted by the in-memory backend to stay within `max_entries`.
+    pub evictions: u64,
+    /// Keys dropped (and deleted) because a table tracked more than `max_keys_per_table`.
+    pub table_evictions: u64,
+    /// Table invalidations (one per table per invalidating call).
+    pub invalidations: u64,
+    /// Backend operations that failed (the call went on without the cache).
+    pub backend_errors: u64,
+    /// Entries that could not be decoded (corrupt, truncated or of another type): treated
+    /// as misses and deleted.
+    pub decode_errors: u64,
+}
+
+impl Stats {
+    /// `hits / (hits + misses)`, or 0 before the first read.
+    pub fn hit_ratio(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 / reads as f64
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    Hits,
+    Misses,
+    Loads,
+    Coalesced,
+    Stale,
+    Expired,
+    Evictions,
+    TableEvictions,
+    Invalidations,
+    BackendErrors,
+    DecodeErrors,
+}
+
+const COUNTERS: usize = 11;
+const STRIPES: usize = 8;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe([AtomicU64; COUNTERS]);
+
+/// Counters striped by thread so concurrent hits on different cores do not contend on one
+/// cache line.
+#[derive(Default)]
+pub(crate) struct Counters {
+    stripes: [Stripe; STRIPES],
+}
+
+fn stripe_index() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|i| {
+        if i.get() == usize::MAX {
+            i.set(NEXT.fetch_add(1, Relaxed) % STRIPES);
+        }
+        i.get()
+    })
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn bump(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let get = |c: Counter| {
+            self.stripes
+                .iter()
+                .map(|s| s.0[c as usize].load(Relaxed))
+                .sum()
+        };
+        Stats {
+            hits: get(Counter::Hits),
+            misses: get(Counter::Misses),
+            loads: get(Counter::Loads),
+            coalesced: get(Counter::Coalesced),
+            stale: get(Counter::Stale),
+            expired: get(Counter::Expired),
+            evictions: get(Counter::Evictions),
+            table_evictions: get(Counter::TableEvictions),
+            invalidations: get(Counter::Invalidations),
+            backend_errors: get(Counter::BackendErrors),
+            decode_errors: get(Counter::DecodeErrors),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! How long a cached result lives: a duration, forever, until an instant, or not at all.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// How long a cached result may be served.
+///
+/// Every form the `#[cached(ttl = ...)]` attribute accepts converts into a `Ttl`:
+///
+/// | written | value |
+/// |---|---|
+/// | `"60s"`, `"1h30m"`, `"250ms"`, `"2d"` | [`Ttl::For`] that duration |
+/// | `60000` (a number) | [`Ttl::For`] that many milliseconds |
+/// | `true` | [`Ttl::Forever`]: kept until evicted or invalidated |
+/// | `"2026-09-01T00:00:00Z"` (RFC 3339) | [`Ttl::Until`] that instant |
+/// | `false` | [`Ttl::Bypass`]: always run the query, read and store nothing |
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::Ttl;
+///
+/// assert_eq!("1h30m".parse::<Ttl>().unwrap(), Ttl::For(Duration::from_secs(5400)));
+/// assert_eq!(Ttl::from(250u64), Ttl::For(Duration::from_millis(250)));
+/// assert_eq!(Ttl::from(true), Ttl::Forever);
+/// assert!("60x".parse::<Ttl>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ttl {
+    /// Expire this long after the result was stored. A zero duration stores nothing.
+    For(Duration),
+    /// Never expire; the entry lives until it is evicted or its tables are invalidated.
+    Forever,
+    /// Expire at this instant. An instant in the past stores nothing.
+    Until(SystemTime),
+    /// Do not use the cache: always run the query, read and store nothing.
+    Bypass,
+}
+
+/// The forms a TTL string may take, quoted in every parse error.
+pub(crate) const ACCEPTED_FORMS: &str = "a duration such as \"60s\", \"1h30m\", \"250ms\" or \"2d\" \
+     (units: ms, s, m, h, d), a number of milliseconds, `true` (no expiry), `false` (bypass) \
+     or an RFC 3339 instant such as \"2026-09-01T00:00:00Z\"";
+
+/// A TTL that could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TtlError {
+    input: String,
+    reason: String,
+}
+
+impl fmt::Display for TtlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid TTL {:?}: {}; expected {}",
+            self.input, self.reason, ACCEPTED_FORMS
+        )
+    }
+}
+
+impl std::error::Error for TtlError {}
+
+impl Ttl {
+    /// `Ttl::For` the given number of seconds.
+    pub const fn secs(secs: u64) -> Ttl {
+        Ttl::For(Duration::from_secs(secs))
+    }
+
+    /// When an entry stored at `now` stops being served: `Ok(None)` means never,
+    /// `Err(())` means do not store at all (bypass, zero duration or an instant in the past).
+    pub(crate) fn deadline(self, now: Instant) -> Result<Option<Instant>, ()> {
+        match self {
+            Ttl::Bypass => Err(()),
+            Ttl::Forever => Ok(None),
+            Ttl::For(d) if d.is_zero() => Err(()),
+            // An absurdly long duration that overflows `Instant` is as good as forever.
+            Ttl::For(d) => Ok(now.checked_add(d)),
+            Ttl::Until(at) => match at.duration_since(SystemTime::now()) {
+                Ok(left) if !left.is_zero() => Ok(now.checked_add(left)),
+                _ => Err(()),
+            },
+        }
+    }
+
+    /// The time-to-live a remote backend should store an entry with (`None`: no expiry).
+    pub(crate) fn storage_ttl(deadline: Option<Instant>, now: Instant) -> Option<Duration> {
+        deadline.map(|at| at.saturating_duration_since(now))
+    }
+}
+
+impl From<u64> for Ttl {
+    /// A number is milliseconds.
+    fn from(ms: u64) -> Ttl {
+        Ttl::For(Duration::from_millis(ms))
+    }
+}
+
+impl From<bool> for Ttl {
+    /// `true` caches without expiry, `false` bypasses the cache.
+    fn from(forever: bool) -> Ttl {
+        if forever { Ttl::Forever } else { Ttl::Bypass }
+    }
+}
+
+impl From<Duration> for Ttl {
+    fn from(d: Duration) -> Ttl {
+        Ttl::For(d)
+    }
+}
+
+impl From<SystemTime> for Ttl {
+    fn from(at: SystemTime) -> Ttl {
+        Ttl::Until(at)
+    }
+}
+
+impl FromStr for Ttl {
+    type Err = TtlError;
+
+    fn from_str(s: &str) -> Result<Ttl, TtlError> {
+        parse(s).map_err(|reason| TtlError {
+            input: s.to_owned(),
+            reason,
+        })
+    }
+}
+
+/// The TTL grammar (shared in spirit with `cache-derive`, which checks literals with the
+/// same `jiff` parsers at compile time).
+fn parse(s: &str) -> Result<Ttl, String> {
+    let t = s.trim();
+    match t {
+        "" => return Err("it is empty".into()),
+        "true" => return Ok(Ttl::Forever),
+        "false" => return Ok(Ttl::Bypass),
+        _ => {}
+    }
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        let ms: u64 = t
+            .parse()
+            .map_err(|_| "the number of milliseconds is too large".to_string())?;
+        return non_zero(Duration::from_millis(ms));
+    }
+    // An RFC 3339 instant always has a date part `YYYY-MM-DD`.
+    if t.len() >= 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-' {
+        let at: jiff::Timestamp = t.parse().map_err(|e: jiff::Error| e.to_string())?;
+        return Ok(Ttl::Until(SystemTime::from(at)));
+    }
+    let span: jiff::Span = t.parse().map_err(|e: jiff::Error| e.to_string())?;
+    let signed = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| "months and years are not fixed durations".to_string())?;
+    let d = Duration::try_from(signed).map_err(|_| "it is negative".to_string())?;
+    non_zero(d)
+}
+
+fn non_zero(d: Duration) -> Result<Ttl, String> {
+    if d.is_zero() {
+        Err("a zero TTL caches nothing (write `false` to bypass the cache)".into())
+    } else {
+        Ok(Ttl::For(d))
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Ttl::Forever => f.write_str("true"),
+            Ttl::Bypass => f.write_str("false"),
+            Ttl::For(d) => match jiff::SignedDuration::try_from(d) {
+                Ok(sd) => write!(f, "{sd:#}"),
+                Err(_) => write!(f, "{}", d.as_millis()),
+            },
+            Ttl::Until(at) => match jiff::Timestamp::try_from(at) {
+                Ok(ts) => write!(f, "{ts}"),
+                Err(_) => f.write_str("true"),
+            },
+        }
+    }
+}
+
+impl Serialize for Ttl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Ttl::Forever => serializer.serialize_bool(true),
+            Ttl::Bypass => serializer.serialize_bool(false),
+            _ => serializer.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ttl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Ttl, D::Error> {
+        struct TtlVisitor;
+
+        impl Visitor<'_> for TtlVisitor {
+            type Value = Ttl;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(ACCEPTED_FORMS)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Ttl, E> {
+                Ok(Ttl::from(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Ttl, E> {
+                non_zero(Duration::from_millis(ms)).map_err(E::custom)
+            }
+
+            fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Ttl, E> {
+                match u64::try_from(ms) {
+                    Ok(ms) => self.visit_u64(ms),
+                    Err(_) => Err(E::custom("a TTL cannot be negative")),
+                }
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Ttl, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_any(TtlVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_form() {
+        let cases = [
+            ("60s", Ttl::secs(60)),
+            ("1h30m", Ttl::secs(5400)),
+            ("250ms", Ttl::For(Duration::from_millis(250))),
+            ("2d", Ttl::secs(2 * 86_400)),
+            ("60000", Ttl::secs(60)),
+            ("true", Ttl::Forever),
+            ("false", Ttl::Bypass),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<Ttl>(), Ok(want), "{text}");
+        }
+        let at: Ttl = "2026-09-01T02:00:00+02:00".parse().unwrap();
+        let want = SystemTime::UNIX_EPOCH + Duration::from_secs(1_788_220_800);
+        assert_eq!(at, Ttl::Until(want));
+    }
+
+    #[test]
+    fn rejects_bad_input_naming_the_accepted_forms() {
+        for bad in [
+            "60x",
+            "",
+            "0s",
+            "0",
+            "-5s",
+            "1 month",
+            "2026-13-01T00:00:00Z",
+            "soon",
+        ] {
+            let err = bad.parse::<Ttl>().unwrap_err().to_string();
+            assert!(err.contains("expected a duration such as"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for ttl in [
+            Ttl::secs(5400),
+            Ttl::Forever,
+            Ttl::Bypass,
+            "250ms".parse().unwrap(),
+        ] {
+            assert_eq!(ttl.to_string().parse::<Ttl>(), Ok(ttl));
+        }
+    }
+
+    #[test]
+    fn deadlines() {
+        let now = Instant::now();
+        assert_eq!(Ttl::Bypass.deadline(now), Err(()));
+        assert_eq!(Ttl::Forever.deadline(now), Ok(None));
+        assert_eq!(Ttl::For(Duration::ZERO).deadline(now), Err(()));
+        assert_eq!(Ttl::For(Duration::MAX).deadline(now), Ok(None));
+        let past = SystemTime::now() - Duration::from_secs(1);
+        assert_eq!(Ttl::Until(past).deadline(now), Err(()));
+        let soon = SystemTime::now() + Duration::from_secs(60);
+        assert!(Ttl::Until(soon).deadline(now).unwrap().is_some());
+    }
+}
