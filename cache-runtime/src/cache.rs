@@ -211,7 +211,7 @@ impl Cache {
     }
 
     /// How many entries the in-memory store holds; `None` for a cache over a [`Backend`].
-    pub fn len(&self) -> Option<usize> {
+    pub fn entry_count(&self) -> Option<usize> {
         match &self.inner.store {
             Store::Memory(map) => Some(map.len()),
             Store::Backend(_) => None,

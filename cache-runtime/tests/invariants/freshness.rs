@@ -1,0 +1,222 @@
+//! Invariant 1: no stale read after a completed write.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use cache_runtime::backend::{Backend, BackendError, BoxFuture, MemoryBackend};
+use cache_runtime::{Cache, Settings, Ttl};
+use tokio::sync::Notify;
+
+use crate::support::{cache, key};
+
+type Row = Arc<Mutex<String>>;
+
+fn read(row: &Row) -> String {
+    row.lock().unwrap().clone()
+}
+
+/// Mechanism: versions are captured *before* the load and compared on read (and before
+/// storing). Without them the paused reader stores "old" after the invalidation and every
+/// later read is served "old".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_read_before_a_write_is_never_served_after_it() {
+    let cache = cache();
+    let row: Row = Arc::new(Mutex::new("old".into()));
+    let read_done = Arc::new(Notify::new());
+    let resume = Arc::new(Notify::new());
+
+    let slow_reader = tokio::spawn({
+        let (cache, row, read_done, resume) = (
+            cache.clone(),
+            row.clone(),
+            read_done.clone(),
+            resume.clone(),
+        );
+        async move {
+            let k = key(&cache, 1);
+            cache
+                .get_or_load(k, &["users"], Ttl::Forever, || async move {
+                    let value = read(&row);
+                    read_done.notify_one();
+                    resume.notified().await;
+                    Ok::<_, Infallible>(value)
+                })
+                .await
+        }
+    });
+
+    read_done.notified().await;
+    // The write commits, then invalidates: from here on no read may return "old".
+    *row.lock().unwrap() = "new".into();
+    cache.invalidate(&["users"]).await;
+    resume.notify_one();
+
+    // The slow read started before the write: it may return the old row...
+    assert_eq!(slow_reader.await.unwrap().unwrap(), "old");
+    // ...but nothing it stored may be served afterwards.
+    for _ in 0..3 {
+        let k = key(&cache, 1);
+        let got = cache
+            .get_or_load(k, &["users"], Ttl::Forever, || async {
+                Ok::<_, Infallible>(read(&row))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, "new");
+    }
+}
+
+/// Mechanism: a caller only joins an in-flight load whose captured versions equal its own.
+/// Without that check, a read that starts after the write joins the load that read the
+/// old row and returns "old".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_started_after_a_write_does_not_join_an_older_load() {
+    let cache = cache();
+    let row: Row = Arc::new(Mutex::new("old".into()));
+    let read_done = Arc::new(Notify::new());
+    let resume = Arc::new(Notify::new());
+
+    let slow_reader = tokio::spawn({
+        let (cache, row, read_done, resume) = (
+            cache.clone(),
+            row.clone(),
+            read_done.clone(),
+            resume.clone(),
+        );
+        async move {
+            cache
+                .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async move {
+                    let value = read(&row);
+                    read_done.notify_one();
+                    resume.notified().await;
+                    Ok::<_, Infallible>(value)
+                })
+                .await
+        }
+    });
+    read_done.notified().await;
+    *row.lock().unwrap() = "new".into();
+    cache.invalidate(&["users"]).await;
+
+    // The old load is still in flight (paused) while this read runs: joining it would
+    // wait for it (forever, here) and then return "old".
+    let fresh = cache.get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
+        Ok::<_, Infallible>(read(&row))
+    });
+    let fresh = tokio::time::timeout(std::time::Duration::from_secs(5), fresh)
+        .await
+        .expect("the read joined the older load instead of running its own")
+        .unwrap();
+    assert_eq!(fresh, "new");
+
+    resume.notify_one();
+    assert_eq!(slow_reader.await.unwrap().unwrap(), "old");
+    let again = cache
+        .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
+            Ok::<_, Infallible>(read(&row))
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, "new");
+}
+
+/// A backend whose deletes always fail, as a remote store might during an invalidation.
+struct DeletesFail(MemoryBackend);
+
+impl Backend for DeletesFail {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
+        self.0.get(key)
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<std::time::Duration>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        self.0.set(key, value, ttl)
+    }
+    fn delete<'a>(&'a self, _: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async { Err(BackendError::new("delete refused")) })
+    }
+    fn clear_prefix<'a>(&'a self, p: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        self.0.clear_prefix(p)
+    }
+}
+
+/// Mechanism: entries carry the versions they were read at, checked on every read. Deleting
+/// tracked keys alone is not enough: here the delete fails and the entry survives in the
+/// backend, yet it must not be served.
+#[tokio::test]
+async fn an_entry_that_survives_invalidation_is_still_never_served() {
+    let backend = MemoryBackend::new(100);
+    let cache = Cache::with_backend(Settings::default(), DeletesFail(backend.clone())).unwrap();
+    let row: Row = Arc::new(Mutex::new("old".into()));
+    let get = || {
+        cache.get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
+            Ok::<_, Infallible>(read(&row))
+        })
+    };
+    assert_eq!(get().await.unwrap(), "old");
+    assert_eq!(get().await.unwrap(), "old");
+    assert_eq!(cache.stats().hits, 1);
+
+    *row.lock().unwrap() = "new".into();
+    cache.invalidate(&["users"]).await;
+    assert_eq!(
+        backend.len(),
+        1,
+        "the delete failed, the old entry is still stored"
+    );
+    assert_eq!(get().await.unwrap(), "new");
+    let stats = cache.stats();
+    assert_eq!(stats.stale, 1);
+    assert!(stats.backend_errors >= 1);
+}
+
+/// Invalidation is per table: other tables' entries stay; a join is invalidated by either.
+#[tokio::test]
+async fn invalidation_reaches_exactly_the_tables_read() {
+    let cache = cache();
+    let calls = crate::support::Calls::default();
+    let load = |id: i64, tables: &'static [&'static str]| {
+        let (cache, calls) = (cache.clone(), calls.clone());
+        async move {
+            cache
+                .get_or_load(key(&cache, id), tables, Ttl::Forever, || async {
+                    calls.hit();
+                    Ok::<_, Infallible>(id)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    load(1, &["users"]).await;
+    load(2, &["posts"]).await;
+    load(3, &["users", "posts"]).await;
+    assert_eq!(calls.get(), 3);
+
+    cache.invalidate(&["posts"]).await;
+    load(1, &["users"]).await; // still cached
+    assert_eq!(calls.get(), 3);
+    load(2, &["posts"]).await;
+    load(3, &["users", "posts"]).await;
+    assert_eq!(calls.get(), 5);
+    assert_eq!(cache.stats().invalidations, 1);
+}
+
+#[tokio::test]
+async fn clear_removes_everything() {
+    let cache = cache();
+    for id in 0..10 {
+        cache
+            .get_or_load(key(&cache, id), &["users"], Ttl::Forever, || async {
+                Ok::<_, Infallible>(id)
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(cache.entry_count(), Some(10));
+    cache.clear().await;
+    assert_eq!(cache.entry_count(), Some(0));
+    assert_eq!(cache.tracked_keys("users"), 0);
+}

@@ -1,0 +1,11 @@
+//! One test module per invariant of DESIGN.md, plus settings and TTL behaviour.
+//! Each test names the mechanism whose removal makes it fail.
+
+mod bounds;
+mod errors;
+mod faults;
+mod freshness;
+mod settings;
+mod single_flight;
+mod support;
+mod ttl;
