@@ -1,2 +1,129 @@
 //! Procedural macros for `cache-runtime`. Depend on `cache-runtime`, which re-exports them;
 //! this crate is an implementation detail and is pinned by it with an exact version.
+//!
+//! Each macro parses its input into a checked model (`entity::Entity`, `cached::CachedFn`,
+//! `invalidates::Args`), reporting every misuse at once as spanned errors, then generates
+//! code that names only `::cache_runtime::__private::...`, `::core::...` and `::std::...`
+//! paths.
+
+mod args;
+mod attr;
+mod cached;
+mod ctxt;
+mod entity;
+mod fingerprint;
+mod invalidates;
+mod ttl;
+
+use proc_macro::TokenStream;
+
+/// Implements `CacheEntity` for a row type: the table it is read from, its id, and
+/// optionally the TTL of reads returning it. Also implements `LoadOutput`, so a cached
+/// function may return the bare entity.
+///
+/// | attribute | where | meaning |
+/// |---|---|---|
+/// | `#[cache(table = "users")]` | struct, required | the table rows are read from |
+/// | `#[cache(ttl = "5m")]` | struct, optional | TTL of cached reads returning this type that name none (any `#[cached(ttl)]` form) |
+/// | `#[cache(id)]` | one field | the id; defaults to the field named `id` |
+///
+/// ```
+/// use cache_runtime::CacheEntity;
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize, CacheEntity)]
+/// #[cache(table = "users", ttl = "5m")]
+/// struct User {
+///     #[cache(id)]
+///     user_id: i64,
+///     name: String,
+/// }
+///
+/// assert_eq!(User::TABLE, "users");
+/// assert_eq!(User { user_id: 7, name: "ada".into() }.cache_id(), &7);
+/// assert_eq!(User::default_ttl(), Some(cache_runtime::Ttl::secs(300)));
+/// ```
+#[proc_macro_derive(CacheEntity, attributes(cache))]
+pub fn derive_cache_entity(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    entity::expand(&input).into()
+}
+
+/// Caches what an `async fn` returns, keyed by its arguments, until its TTL passes or a
+/// write invalidates one of its tables.
+///
+/// | key | meaning |
+/// |---|---|
+/// | `ttl = "60s"` / `"1h30m"` / `"250ms"` | expire after that duration (units `ms`, `s`, `m`, `h`, `d`) |
+/// | `ttl = 60000` | a number is milliseconds |
+/// | `ttl = true` | no expiry: until evicted or invalidated |
+/// | `ttl = "2026-09-01T00:00:00Z"` | until that instant (RFC 3339) |
+/// | `ttl = false` | bypass: always run the body, store nothing |
+/// | `ttl = expr` | anything `Into<Ttl>`, evaluated on every call |
+/// | *(no `ttl`)* | the returned entity's `#[cache(ttl)]`, else `Settings::default_ttl` |
+/// | `table = "users"` / `tables = ["users", "posts"]` | the tables the query reads; optional when the return type holds a `CacheEntity` (`E`, `Option<E>`, `Vec<E>`, in any `Result`) |
+/// | `skip(a, b)` | leave these parameters out of the key |
+/// | `key = expr` | the key is this `Serialize` value instead of the parameters |
+/// | `cache = expr` | a `&Cache` to use (default: the `&Cache` parameter, else the process-wide cache) |
+/// | `name = "users::find"` | the function's identity in keys, stable across renames and moves |
+///
+/// Every parameter is keyed (and must be `serde::Serialize`) except `self`, SQLx pools,
+/// connections, transactions and executors, the `&Cache`, and those in `skip(...)`. The
+/// key also covers a hash of the function's signature and body, so an edited query never
+/// reads the entries of the old one. An `Err` (of any `Result`, aliases included) is never
+/// cached.
+///
+/// ```
+/// use cache_runtime::{Cache, Settings, cached};
+///
+/// #[cached(ttl = "60s", table = "users")]
+/// async fn user_name(cache: &Cache, id: i64) -> Result<Option<String>, std::io::Error> {
+///     Ok(Some(format!("user {id}"))) // a query, in real code
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache = Cache::new(Settings::default()).unwrap();
+/// assert_eq!(user_name(&cache, 1).await?.as_deref(), Some("user 1")); // runs the body
+/// assert_eq!(user_name(&cache, 1).await?.as_deref(), Some("user 1")); // from the cache
+/// assert_eq!(cache.stats().hits, 1);
+/// # Ok::<(), std::io::Error>(()) }).unwrap();
+/// ```
+#[proc_macro_attribute]
+pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    cached::expand(args.into(), item.into()).into()
+}
+
+/// Invalidates tables once an `async fn` write has succeeded: after it returns `Ok` (any
+/// `Result`, aliases included), or after it returns at all when its output is not a
+/// `Result`. Does nothing when `Settings::invalidate_on_write` is off.
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `User, Post` | entity types: their `CacheEntity::TABLE`s |
+/// | `tables = ["users", "posts"]` / `table = "users"` | tables by name |
+/// | `cache = expr` | a `&Cache` to use (default: the `&Cache` parameter, else the process-wide cache) |
+///
+/// ```
+/// use cache_runtime::{Cache, Settings, cached, invalidates};
+///
+/// #[cached(table = "users")]
+/// async fn count(cache: &Cache) -> Result<i64, std::io::Error> {
+///     Ok(42)
+/// }
+///
+/// #[invalidates(tables = ["users"])]
+/// async fn add_user(cache: &Cache, name: &str) -> Result<(), std::io::Error> {
+///     Ok(()) // an INSERT, in real code
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache = Cache::new(Settings::default()).unwrap();
+/// count(&cache).await?;
+/// add_user(&cache, "ada").await?;
+/// count(&cache).await?; // runs again: `users` was written
+/// assert_eq!(cache.stats().loads, 2);
+/// # Ok::<(), std::io::Error>(()) }).unwrap();
+/// ```
+#[proc_macro_attribute]
+pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
+    invalidates::expand(args.into(), item.into()).into()
+}

@@ -20,6 +20,9 @@
 //! 6. **Stable, collision-free keys.** See [`Key`].
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 pub mod backend;
 mod cache;
 mod entity;
@@ -34,14 +37,10 @@ mod tables;
 mod ttl;
 
 pub use cache::{Cache, global, install};
+pub use cache_derive::{CacheEntity, cached, invalidates};
 pub use entity::CacheEntity;
 pub use key::{Key, KeyError, KeyScope};
 pub use output::{CacheValue, LoadOutput};
 pub use settings::{Settings, SettingsError};
 pub use stats::Stats;
 pub use ttl::{Ttl, TtlError};
-
-/// Support for macro-generated code. Not a stable API: use the items re-exported at the
-/// crate root instead.
-#[doc(hidden)]
-pub mod __private {}

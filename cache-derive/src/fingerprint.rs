@@ -1,0 +1,31 @@
+//! A stable hash of a function's tokens, mixed into its cache keys so that editing the
+//! query (signature or body) gives it new keys.
+
+use quote::ToTokens;
+
+/// 64-bit FNV-1a of the tokens' text, as 16 hex digits. The text is what `TokenStream`
+/// prints, which depends only on the tokens (not on spans or whitespace in the source).
+pub(crate) fn of<A: ToTokens, B: ToTokens>(signature: &A, body: &B) -> String {
+    let text = format!("{} {}", signature.to_token_stream(), body.to_token_stream());
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    #[test]
+    fn depends_on_tokens_not_layout() {
+        let a = super::of(&quote!(fn f(x: i64)), &quote!({ x + 1 }));
+        let b = super::of(&quote!(fn   f( x : i64 )), &quote!({ x + 1 }));
+        let c = super::of(&quote!(fn f(x: i64)), &quote!({ x + 2 }));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 16);
+    }
+}

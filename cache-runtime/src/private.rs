@@ -1,0 +1,230 @@
+//! Support for macro-generated code (`::cache_runtime::__private::...`).
+//!
+//! Not a stable API: names here change with the macros that use them.
+
+use std::cell::RefCell;
+use std::fmt::Display;
+use std::future::Future;
+use std::marker::PhantomData;
+
+pub use crate::{Cache, CacheEntity, CacheValue, Key, KeyScope, LoadOutput, Ttl, global};
+pub use serde::Serialize;
+
+// ----- #[cached]: keys -----
+
+thread_local! {
+    static ARGS_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The keyed arguments of one call, encoded one by one with rmp-serde as they are pushed.
+///
+/// Pushing each argument separately (rather than building one tuple) puts the `Serialize`
+/// bound on each argument, so a missing impl is reported at that argument only. rmp values
+/// are self-delimiting, so the concatenation is unambiguous.
+pub struct KeyArgs {
+    buf: Vec<u8>,
+    error: Option<String>,
+}
+
+impl KeyArgs {
+    #[inline]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> KeyArgs {
+        // Reuse this thread's buffer to keep allocation off the hit path.
+        let buf = ARGS_BUF
+            .try_with(|cell| cell.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        KeyArgs { buf, error: None }
+    }
+
+    #[inline]
+    pub fn push<T: KeyArg + ?Sized>(&mut self, value: &T) {
+        if self.error.is_none()
+            && let Err(e) = rmp_serde::encode::write(&mut self.buf, value)
+        {
+            self.error = Some(e.to_string());
+        }
+    }
+
+    /// The key of the pushed arguments in `cache`'s namespace, or why there is none.
+    #[inline]
+    pub fn finish(mut self, cache: &Cache, scope: &KeyScope) -> Result<Key, String> {
+        let result = match self.error.take() {
+            Some(e) => Err(e),
+            None => cache
+                .key(scope, &Encoded(&self.buf))
+                .map_err(|e| e.to_string()),
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let _ = ARGS_BUF.try_with(|cell| {
+            if let Ok(mut slot) = cell.try_borrow_mut() {
+                *slot = buf;
+            }
+        });
+        result
+    }
+}
+
+/// Already-encoded arguments, written into the key as one binary blob.
+struct Encoded<'a>(&'a [u8]);
+
+impl Serialize for Encoded<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// A value that can be part of a cache key: anything `Serialize`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
+    label = "part of the cache key, so it must implement `serde::Serialize`",
+    note = "derive or implement `serde::Serialize` for it, list the parameter in `skip(...)`, \
+            or give the key yourself with `key = ...`"
+)]
+pub trait KeyArg: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
+/// Runs a cached read: through the cache when the key could be built, else uncached (the
+/// cache never breaks a call).
+pub async fn load<O, F, Fut>(
+    cache: &Cache,
+    key: Result<Key, String>,
+    tables: &[&str],
+    ttl: Ttl,
+    loader: F,
+) -> O
+where
+    O: LoadOutput,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = O>,
+{
+    match key {
+        Ok(key) => cache.get_or_load(key, tables, ttl, loader).await,
+        Err(error) => {
+            key_error(&error);
+            loader().await
+        }
+    }
+}
+
+#[cold]
+fn key_error(error: &dyn Display) {
+    tracing::warn!(target: "cache_runtime", error = %error,
+        "cache key arguments failed to serialize; running the query uncached");
+}
+
+// ----- #[cached]: tables and default TTL from the returned entity -----
+
+/// A return type whose rows are a `CacheEntity`: `E`, `Option<E>`, `Vec<E>`, `Result<_, _>`
+/// of those. `#[derive(CacheEntity)]` implements it for `E`; the wrappers forward.
+#[diagnostic::on_unimplemented(
+    message = "#[cached] cannot tell which tables `{Self}` is read from",
+    label = "no `CacheEntity` in this return type",
+    note = "add `table = \"...\"` or `tables = [...]` to #[cached], or derive CacheEntity on the row type"
+)]
+pub trait EntityTables {
+    const TABLES: &'static [&'static str];
+    fn default_ttl() -> Option<Ttl>;
+}
+
+impl<T: EntityTables> EntityTables for Option<T> {
+    const TABLES: &'static [&'static str] = T::TABLES;
+    fn default_ttl() -> Option<Ttl> {
+        T::default_ttl()
+    }
+}
+
+impl<T: EntityTables> EntityTables for Vec<T> {
+    const TABLES: &'static [&'static str] = T::TABLES;
+    fn default_ttl() -> Option<Ttl> {
+        T::default_ttl()
+    }
+}
+
+impl<T: EntityTables, E> EntityTables for Result<T, E> {
+    const TABLES: &'static [&'static str] = T::TABLES;
+    fn default_ttl() -> Option<Ttl> {
+        T::default_ttl()
+    }
+}
+
+/// Names the return type `T` of a cached function for the autoref dispatch below:
+/// `(&Probe::<T>::new()).entity_ttl()` is the entity's `default_ttl()` when `T` is an
+/// `EntityTables`, else `None`.
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    #[inline]
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Probe<T> {
+        Probe(PhantomData)
+    }
+}
+
+pub trait EntityTtl {
+    fn entity_ttl(&self) -> Option<Ttl>;
+}
+
+impl<T: EntityTables> EntityTtl for Probe<T> {
+    #[inline]
+    fn entity_ttl(&self) -> Option<Ttl> {
+        T::default_ttl()
+    }
+}
+
+pub trait PlainTtl {
+    fn entity_ttl(&self) -> Option<Ttl>;
+}
+
+impl<T> PlainTtl for &Probe<T> {
+    #[inline]
+    fn entity_ttl(&self) -> Option<Ttl> {
+        None
+    }
+}
+
+/// The TTL of a read that names none: its entity's, else the cache's default.
+#[inline]
+pub fn ttl_or_default(cache: &Cache, entity: Option<Ttl>) -> Ttl {
+    entity.unwrap_or(cache.settings().default_ttl)
+}
+
+// ----- #[invalidates] -----
+
+/// The output of a write, for the autoref dispatch below: `(&Outcome(&out)).succeeded()` is
+/// `is_ok()` for any `Result` (aliases included) and `true` for anything else.
+pub struct Outcome<'a, T>(pub &'a T);
+
+pub trait ResultOutcome {
+    fn succeeded(&self) -> bool;
+}
+
+impl<T, E> ResultOutcome for Outcome<'_, Result<T, E>> {
+    #[inline]
+    fn succeeded(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
+pub trait AnyOutcome {
+    fn succeeded(&self) -> bool;
+}
+
+impl<T> AnyOutcome for &Outcome<'_, T> {
+    #[inline]
+    fn succeeded(&self) -> bool {
+        true
+    }
+}
+
+/// Invalidates `tables` after a successful write, unless `Settings::invalidate_on_write`
+/// is off.
+pub async fn invalidate(cache: &Cache, tables: &[&str]) {
+    if cache.settings().invalidate_on_write {
+        cache.invalidate(tables).await;
+    }
+}

@@ -1,0 +1,6 @@
+use cache_runtime::cached;
+
+#[cached(table = "users")]
+struct Users;
+
+fn main() {}

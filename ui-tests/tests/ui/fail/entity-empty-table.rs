@@ -1,0 +1,9 @@
+use cache_runtime::CacheEntity;
+
+#[derive(CacheEntity)]
+#[cache(table = "  ")]
+struct User {
+    id: i64,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_runtime::CacheEntity;
+
+#[derive(CacheEntity)]
+struct User {
+    id: i64,
+}
+
+fn main() {}
