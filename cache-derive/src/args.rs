@@ -185,3 +185,102 @@ pub(crate) fn keyed_type_params(sig: &Signature) -> Vec<&Ident> {
         })
         .collect()
 }
+
+/// A parameter whose type is named `Transaction` (`&mut Transaction<'_, DB>`, by value, any
+/// path). Whether it is `cache_runtime::Transaction` is left to the type system: generated
+/// code dispatches on its type (`__private::TxRead`, `__private::TxWrite`).
+pub(crate) struct TxParam<'a> {
+    pub(crate) ident: &'a Ident,
+    /// The binding's `mut`, if any.
+    pub(crate) mutability: Option<syn::token::Mut>,
+    pub(crate) kind: TxKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxKind {
+    /// `&mut Transaction<..>`.
+    RefMut,
+    /// `&Transaction<..>`.
+    Ref,
+    /// `Transaction<..>`.
+    Value,
+}
+
+/// The parameters of `sig` whose type is named `Transaction`, bound to a plain name.
+pub(crate) fn transactions(sig: &Signature) -> Vec<TxParam<'_>> {
+    sig.inputs
+        .iter()
+        .filter_map(|arg| {
+            let FnArg::Typed(pt) = arg else { return None };
+            let Pat::Ident(PatIdent {
+                ident,
+                mutability,
+                by_ref: None,
+                subpat: None,
+                ..
+            }) = &*pt.pat
+            else {
+                return None;
+            };
+            let (kind, ty) = match strip_groups(&pt.ty) {
+                Type::Reference(r) if r.mutability.is_some() => (TxKind::RefMut, &*r.elem),
+                Type::Reference(r) => (TxKind::Ref, &*r.elem),
+                ty => (TxKind::Value, ty),
+            };
+            match strip_groups(ty) {
+                Type::Path(tp)
+                    if tp.qself.is_none()
+                        && tp
+                            .path
+                            .segments
+                            .last()
+                            .is_some_and(|s| s.ident == "Transaction") =>
+                {
+                    Some(TxParam {
+                        ident,
+                        mutability: *mutability,
+                        kind,
+                    })
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TxKind, transactions};
+
+    fn found(sig: &str) -> Vec<(String, bool, bool)> {
+        let sig: syn::Signature = syn::parse_str(sig).unwrap();
+        transactions(&sig)
+            .into_iter()
+            .map(|tx| {
+                (
+                    tx.ident.to_string(),
+                    tx.kind == TxKind::RefMut,
+                    tx.mutability.is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transactions_are_found_by_the_last_segment_of_their_type() {
+        assert_eq!(
+            found("async fn f(tx: &mut Transaction<'_, Postgres>, id: i64)"),
+            [("tx".into(), true, false)]
+        );
+        assert_eq!(
+            found(
+                "async fn f(mut a: cache_runtime::Transaction<'static, Db>, b: &mut sqlx::Transaction<'_, Db>)"
+            ),
+            [("a".into(), false, true), ("b".into(), true, false)]
+        );
+        assert!(
+            found("async fn f(tx: &mut PgConnection, t: Tx, (a, b): (Transaction, i64))")
+                .is_empty()
+        );
+    }
+}

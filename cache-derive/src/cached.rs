@@ -7,7 +7,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, Path, ReturnType, Token, Type};
 
-use crate::args::{self, CacheParam, Role};
+use crate::args::{self, CacheParam, Role, TxKind};
 use crate::attr::{self, Attr};
 use crate::ctxt::Ctxt;
 use crate::{fingerprint, ttl};
@@ -274,6 +274,13 @@ pub(crate) fn with_original(cx: Ctxt, item: TokenStream) -> TokenStream {
 //         let __key = { let mut __args = KeyArgs::new(); __args.push(&id); __args.finish(__cache, &__SCOPE) };
 //         load(__cache, __key, __tables, __ttl, move || async move { <fake return edge> body }).await
 //     }
+//
+// With a parameter `tx` whose type is named `Transaction`, whether it is a transaction
+// (by its type) is taken first and the load goes through `load_in`, which just runs the
+// body when it is:
+//
+//         let __in_transaction = false | (&TxRead(&*tx)).in_transaction();
+//         load_in(__cache, __key, __tables, __ttl, __in_transaction, move || async move { body }).await
 fn generate(f: &CachedFn) -> TokenStream {
     let private = quote!(::cache_runtime::__private);
     // Mixed-site hygiene: the body (moved inside) never sees these, whatever its names.
@@ -347,6 +354,34 @@ fn generate(f: &CachedFn) -> TokenStream {
             .collect(),
     };
 
+    // A read through a transaction runs uncached (`__private::load_in`); whether a
+    // parameter named `Transaction` is one is decided by its type, before the body takes it.
+    let transactions = args::transactions(sig);
+    let in_tx_var = local("__in_transaction");
+    let (in_tx, in_tx_arg, load_fn) = if transactions.is_empty() {
+        (TokenStream::new(), TokenStream::new(), quote!(load))
+    } else {
+        let probes = transactions.iter().map(|tx| {
+            let ident = tx.ident;
+            let value = match tx.kind {
+                TxKind::Value => quote!(&#ident),
+                TxKind::Ref | TxKind::RefMut => quote!(&*#ident),
+            };
+            quote!(| (&#private::TxRead(#value)).in_transaction())
+        });
+        (
+            quote! {
+                let #in_tx_var: ::core::primitive::bool = {
+                    #[allow(unused_imports)]
+                    use #private::{OtherRead as _, TransactionRead as _};
+                    false #(#probes)*
+                };
+            },
+            quote!(#in_tx_var,),
+            quote!(load_in),
+        )
+    };
+
     let fake_return = fake_return_edge(output);
     // Spanned over the return type: an output that is not cacheable is reported there.
     let load = {
@@ -354,7 +389,7 @@ fn generate(f: &CachedFn) -> TokenStream {
         let mut call_args = Group::new(
             Delimiter::Parenthesis,
             quote! {
-                #cache_var, #key_var, #tables_var, #ttl_var, move || async move {
+                #cache_var, #key_var, #tables_var, #ttl_var, #in_tx_arg move || async move {
                     #fake_return
                     #block
                 }
@@ -362,7 +397,7 @@ fn generate(f: &CachedFn) -> TokenStream {
         );
         call_args.set_span(last);
         let awaited = quote_spanned!(last=> .await);
-        quote_spanned!(first=> ::cache_runtime::__private::load #call_args #awaited)
+        quote_spanned!(first=> ::cache_runtime::__private::#load_fn #call_args #awaited)
     };
 
     quote! {
@@ -378,6 +413,7 @@ fn generate(f: &CachedFn) -> TokenStream {
                 #(#key_parts)*
                 #args_var.finish(#cache_var, &__SCOPE)
             };
+            #in_tx
             #load
         }
     }
@@ -430,6 +466,22 @@ mod tests {
         assert!(out.contains("Duration :: new (60u64 , 0u32)"), "{out}");
         assert!(out.contains("push (& (id))"), "only `id` is keyed: {out}");
         assert!(!out.contains("push (& (pool))"), "{out}");
+    }
+
+    #[test]
+    fn a_transaction_is_not_keyed_and_is_probed() {
+        let item: proc_macro2::TokenStream =
+            "async fn find(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<i64, E> { body }"
+                .parse()
+                .unwrap();
+        let out = super::expand("table = \"users\"".parse().unwrap(), item).to_string();
+        assert!(!out.contains("push (& (tx))"), "{out}");
+        assert!(out.contains("TxRead (& * tx)"), "{out}");
+        assert!(out.contains("__private :: load_in"), "{out}");
+        assert!(
+            !expand("ttl = \"60s\"").contains("load_in"),
+            "no transaction, plain load"
+        );
     }
 
     #[test]

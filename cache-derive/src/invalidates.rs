@@ -6,7 +6,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Expr, ItemFn, LitStr, ReturnType, Token, Type};
 
-use crate::args::{self, Role};
+use crate::args::{self, Role, TxKind, TxParam};
 use crate::attr::{self, Attr};
 use crate::cached::{fake_return_edge, local, with_original};
 use crate::ctxt::Ctxt;
@@ -203,6 +203,31 @@ fn generate(args: &Args, item: &ItemFn) -> TokenStream {
         },
     });
 
+    let transactions = args::transactions(sig);
+    if !transactions.is_empty() {
+        // The transactions are rebound inside with their `mut`: the parameters lose it.
+        let mut sig = sig.clone();
+        for arg in &mut sig.inputs {
+            if let syn::FnArg::Typed(pt) = arg
+                && let syn::Pat::Ident(pi) = &mut *pt.pat
+                && transactions
+                    .iter()
+                    .any(|tx| *tx.ident == pi.ident && tx.kind != TxKind::Ref)
+            {
+                pi.mutability = None;
+            }
+        }
+        return generate_in_transaction(
+            &transactions,
+            quote!(#(#attrs)* #vis #sig),
+            quote!(#before),
+            cache,
+            quote!(&[#(#tables),*]),
+            &output,
+            quote!(#fake_return #block),
+        );
+    }
+
     quote! {
         #(#attrs)*
         #vis #sig {
@@ -218,6 +243,114 @@ fn generate(args: &Args, item: &ItemFn) -> TokenStream {
                 if (&#private::Outcome(&#output_var)).succeeded() {
                     let #cache_var: &#private::Cache = #cache;
                     #private::invalidate(#cache_var, &[#(#tables),*]).await;
+                }
+            }
+            #output_var
+        }
+    }
+}
+
+// With parameters whose type is named `Transaction`: a cache `Transaction` gets the tables
+// registered (invalidated after its COMMIT) instead of an immediate invalidation; which
+// parameters are one is decided by their types (`__private::TxWrite`).
+//
+// Input:
+//
+//     #[invalidates(User)]
+//     async fn rename(tx: &mut Transaction<'_, Postgres>, id: i64) -> sqlx::Result<u64> { body }
+//
+// Output:
+//
+//     async fn rename(tx: &mut Transaction<'_, Postgres>, id: i64) -> sqlx::Result<u64> {
+//         let __tables: &[&str] = &[<User as CacheEntity>::TABLE];
+//         let __deferred_early = false;          // `| (&mut TxWrite(&mut tx)).defer(..)` per by-value one
+//         let __output: sqlx::Result<u64> = {
+//             let tx = &mut *tx;                 // the body borrows, so `tx` is usable after it
+//             async move { <fake return edge> body }.await
+//         };
+//         if (&Outcome(&__output)).succeeded()
+//             && !(__deferred_early | (&mut TxWrite(&mut *tx)).defer(__tables))
+//         {
+//             invalidate(global(), __tables).await;
+//         }
+//         __output
+//     }
+//
+// A transaction taken by value is registered before the body runs (the body may commit it,
+// which then invalidates): registering a table that ends up unwritten costs one extra miss.
+fn generate_in_transaction(
+    transactions: &[TxParam],
+    signature: TokenStream,
+    before: TokenStream,
+    cache: TokenStream,
+    tables: TokenStream,
+    output: &TokenStream,
+    body: TokenStream,
+) -> TokenStream {
+    let private = quote!(::cache_runtime::__private);
+    let cache_var = local("__cache");
+    let output_var = local("__output");
+    let tables_var = local("__tables");
+    let early_var = local("__deferred_early");
+
+    let by_value: Vec<&TxParam> = transactions
+        .iter()
+        .filter(|tx| tx.kind == TxKind::Value)
+        .collect();
+    let by_ref: Vec<&TxParam> = transactions
+        .iter()
+        .filter(|tx| tx.kind == TxKind::RefMut)
+        .collect();
+
+    let rebinds = by_value.iter().map(|tx| {
+        let ident = tx.ident;
+        quote! {
+            #[allow(unused_mut)]
+            let mut #ident = #ident;
+        }
+    });
+    let early = by_value.iter().map(|tx| {
+        let ident = tx.ident;
+        quote!(| (&mut #private::TxWrite(&mut #ident)).defer(#tables_var))
+    });
+    let reborrows = by_ref.iter().map(|tx| {
+        let ident = tx.ident;
+        let mutability = tx.mutability;
+        quote! {
+            #[allow(unused_mut)]
+            let #mutability #ident = &mut *#ident;
+        }
+    });
+    let late = by_ref.iter().map(|tx| {
+        let ident = tx.ident;
+        quote!(| (&mut #private::TxWrite(&mut *#ident)).defer(#tables_var))
+    });
+
+    quote! {
+        #signature {
+            #before
+            let #tables_var: &[&::core::primitive::str] = #tables;
+            #(#rebinds)*
+            let #early_var: ::core::primitive::bool = {
+                #[allow(unused_imports)]
+                use #private::{CacheTxWrite as _, OtherTxWrite as _};
+                false #(#early)*
+            };
+            let #output_var: #output = {
+                #(#reborrows)*
+                async move {
+                    #body
+                }
+                .await
+            };
+            {
+                #[allow(unused_imports)]
+                use #private::{
+                    AnyOutcome as _, CacheTxWrite as _, OtherTxWrite as _, ResultOutcome as _,
+                };
+                if (&#private::Outcome(&#output_var)).succeeded() && !(#early_var #(#late)*) {
+                    let #cache_var: &#private::Cache = #cache;
+                    #private::invalidate(#cache_var, #tables_var).await;
                 }
             }
             #output_var

@@ -72,6 +72,11 @@ pub fn derive_cache_entity(input: TokenStream) -> TokenStream {
 /// reads the entries of the old one. An `Err` (of any `Result`, aliases included) is never
 /// cached.
 ///
+/// A function that takes a transaction (a parameter whose type is `cache_runtime::Transaction`
+/// or `sqlx::Transaction`, by `&mut` or by value) runs its body without reading or filling
+/// the cache: a transaction may see its own uncommitted writes, or a snapshot older than
+/// what other connections see. Reads meant to be cached take the pool.
+///
 /// ```
 /// use cache_runtime::{Cache, Settings, cached};
 ///
@@ -95,6 +100,13 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Invalidates tables once an `async fn` write has succeeded: after it returns `Ok` (any
 /// `Result`, aliases included), or after it returns at all when its output is not a
 /// `Result`. Does nothing when `Settings::invalidate_on_write` is off.
+///
+/// A function that takes the cache's `Transaction` (`tx: &mut Transaction<'_, DB>`, or by
+/// value) registers its tables on it instead, and they are invalidated after its `COMMIT`
+/// (none on rollback); the parameter is recognised by its type, which must be named
+/// `Transaction`. A write through a plain `sqlx::Transaction` or a connection cannot know
+/// when the transaction commits and invalidates on return, possibly before `COMMIT`: take
+/// `cache_runtime::Transaction` instead.
 ///
 /// | argument | meaning |
 /// |---|---|

@@ -95,9 +95,11 @@ fn bench_hit(c: &mut Criterion) {
     let key = cache.key(&FIND, &42_i64).expect("i64 serializes");
     g.bench_function("part/lookup_prebuilt_key", |b| {
         b.iter(|| {
-            ready(cache.get_or_load(black_box(key), &["rows"], Ttl::Forever, || async {
-                Ok::<_, Infallible>(shared.clone())
-            }))
+            ready(
+                cache.get_or_load(black_box(key), &["rows"], Ttl::Forever, || async {
+                    Ok::<_, Infallible>(shared.clone())
+                }),
+            )
         })
     });
 

@@ -34,6 +34,7 @@ mod settings;
 mod sharded;
 mod stats;
 mod tables;
+mod transaction;
 mod ttl;
 
 pub use cache::{Cache, global, install};
@@ -43,4 +44,5 @@ pub use key::{Key, KeyError, KeyScope};
 pub use output::{CacheValue, LoadOutput};
 pub use settings::{Settings, SettingsError};
 pub use stats::Stats;
+pub use transaction::Transaction;
 pub use ttl::{Ttl, TtlError};

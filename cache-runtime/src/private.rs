@@ -228,3 +228,95 @@ pub async fn invalidate(cache: &Cache, tables: &[&str]) {
         cache.invalidate(tables).await;
     }
 }
+
+// ----- transactions -----
+
+/// A parameter of a `#[cached]` function whose type is named `Transaction`, for the autoref
+/// dispatch below: `(&TxRead(&*tx)).in_transaction()` is `true` for the cache's
+/// `Transaction` and for a `sqlx::Transaction`, `false` for any other type.
+///
+/// A read through a transaction neither reads nor fills the cache: it may see the
+/// transaction's own uncommitted writes, and under `REPEATABLE READ` (MySQL's default, and
+/// any SQLite read transaction in WAL mode) its snapshot may predate writes that other
+/// connections already see, so its result must not be stored under current versions. And
+/// its keys are never filled outside a transaction, so there is nothing to read either.
+pub struct TxRead<'a, T: ?Sized>(pub &'a T);
+
+pub trait TransactionRead {
+    fn in_transaction(&self) -> bool;
+}
+
+impl<DB: sqlx::Database> TransactionRead for TxRead<'_, crate::Transaction<'_, DB>> {
+    #[inline]
+    fn in_transaction(&self) -> bool {
+        true
+    }
+}
+
+impl<DB: sqlx::Database> TransactionRead for TxRead<'_, sqlx::Transaction<'_, DB>> {
+    #[inline]
+    fn in_transaction(&self) -> bool {
+        true
+    }
+}
+
+pub trait OtherRead {
+    fn in_transaction(&self) -> bool;
+}
+
+impl<T: ?Sized> OtherRead for &TxRead<'_, T> {
+    #[inline]
+    fn in_transaction(&self) -> bool {
+        false
+    }
+}
+
+/// [`load`] for a read that may receive a transaction: through one, `loader` just runs.
+pub async fn load_in<O, F, Fut>(
+    cache: &Cache,
+    key: Result<Key, String>,
+    tables: &[&str],
+    ttl: Ttl,
+    in_transaction: bool,
+    loader: F,
+) -> O
+where
+    O: LoadOutput,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = O>,
+{
+    if in_transaction {
+        loader().await
+    } else {
+        load(cache, key, tables, ttl, loader).await
+    }
+}
+
+/// A parameter of an `#[invalidates]` function whose type is named `Transaction`, for the
+/// autoref dispatch below: `(&mut TxWrite(&mut *tx)).defer(tables)` registers `tables` on
+/// the cache's `Transaction` (to invalidate after `COMMIT`) and returns `true`; for any
+/// other type it returns `false` and the function invalidates at once.
+pub struct TxWrite<'a, T: ?Sized>(pub &'a mut T);
+
+pub trait CacheTxWrite {
+    fn defer(&mut self, tables: &[&str]) -> bool;
+}
+
+impl<DB: sqlx::Database> CacheTxWrite for TxWrite<'_, crate::Transaction<'_, DB>> {
+    #[inline]
+    fn defer(&mut self, tables: &[&str]) -> bool {
+        self.0.written(tables);
+        true
+    }
+}
+
+pub trait OtherTxWrite {
+    fn defer(&mut self, tables: &[&str]) -> bool;
+}
+
+impl<T: ?Sized> OtherTxWrite for &mut TxWrite<'_, T> {
+    #[inline]
+    fn defer(&mut self, _: &[&str]) -> bool {
+        false
+    }
+}

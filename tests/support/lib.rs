@@ -1,1 +1,218 @@
-//! Helpers shared by the workspace's examples and integration tests.
+//! Helpers shared by the workspace's examples and integration tests: which database servers
+//! to test against, private table names per run, and cleanup that also runs on failure.
+//!
+//! Server tests read their URL from the environment (`DATABASE_URL_PG`,
+//! `DATABASE_URL_MYSQL`). Without it a test prints `skipped: <VAR> not set` and passes, except
+//! under `CI=true`, where a missing variable fails the test; a server that is set but
+//! unreachable always fails it.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::pool::PoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Database, Pool, Sqlite};
+
+/// The variable holding the PostgreSQL URL, e.g. `postgres://postgres@127.0.0.1:5432/test`.
+pub const PG: &str = "DATABASE_URL_PG";
+/// The variable holding the MySQL/MariaDB URL, e.g. `mysql://root@127.0.0.1:3306/test`.
+pub const MYSQL: &str = "DATABASE_URL_MYSQL";
+
+/// Whether this is a CI run (`CI=true` or `CI=1`), where no server test may skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The URL in `var`, or `None` when the test should skip (after printing why).
+///
+/// # Panics
+///
+/// When `var` is unset or empty under `CI=true`: there, a skipped server test is a failure.
+pub fn database_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if in_ci() => panic!("{var} not set, and CI=true: server tests must run in CI"),
+        _ => {
+            println!("skipped: {var} not set");
+            None
+        }
+    }
+}
+
+/// A pool of up to `max_connections` on the server named by `var`, or `None` when the test
+/// should skip (see [`database_url`]).
+///
+/// # Panics
+///
+/// When the variable is set but the server cannot be reached: the run asked for it.
+pub async fn connect<DB: Database>(var: &str, max_connections: u32) -> Option<Pool<DB>> {
+    let url = database_url(var)?;
+    let pool = PoolOptions::<DB>::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(15))
+        .connect(&url)
+        .await;
+    match pool {
+        Ok(pool) => Some(pool),
+        Err(e) => panic!("{var} is set but {url} cannot be reached: {e}"),
+    }
+}
+
+/// A SQLite database in a fresh file (WAL, so readers and one writer work concurrently, as
+/// on a server), deleted when the returned [`TempDb`] is dropped.
+///
+/// # Panics
+///
+/// When the file cannot be created.
+pub async fn sqlite(max_connections: u32) -> (Pool<Sqlite>, TempDb) {
+    let path = std::env::temp_dir().join(format!("cache_suite_{}.db", unique_suffix()));
+    let guard = TempDb(path.clone());
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(15));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create SQLite database {}: {e}", path.display()));
+    (pool, guard)
+}
+
+/// Deletes a SQLite database file (and its WAL files) when dropped.
+#[derive(Debug)]
+pub struct TempDb(PathBuf);
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A suffix no other run (another process, or another test in this one) uses:
+/// `<pid>_<counter>_<clock>`.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros());
+    format!(
+        "{}_{}_{clock}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How a database spells bind parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Dialect {
+    /// `?`.
+    Sqlite,
+    /// `$1`, `$2`, ...
+    Postgres,
+    /// `?`.
+    MySql,
+}
+
+/// The physical names of one test's tables (`users_<suffix>`, `posts_<suffix>`), so runs
+/// never share tables. Part of the cache key of the functions that take it, as the table a
+/// query reads should be.
+#[derive(Clone, Debug, Serialize)]
+pub struct Names {
+    /// The users table.
+    pub users: String,
+    /// The posts table.
+    pub posts: String,
+    /// How the database spells bind parameters.
+    pub dialect: Dialect,
+}
+
+impl Names {
+    /// Fresh names for `dialect`.
+    pub fn new(dialect: Dialect) -> Names {
+        let suffix = unique_suffix();
+        Names {
+            users: format!("users_{suffix}"),
+            posts: format!("posts_{suffix}"),
+            dialect,
+        }
+    }
+
+    /// `template` with `{users}` and `{posts}` replaced by the table names and, on
+    /// PostgreSQL, each `?` by `$1`, `$2`, ...
+    pub fn sql(&self, template: &str) -> AssertSqlSafe<String> {
+        let sql = template
+            .replace("{users}", &self.users)
+            .replace("{posts}", &self.posts);
+        if self.dialect != Dialect::Postgres {
+            return AssertSqlSafe(sql);
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        AssertSqlSafe(out)
+    }
+
+    /// The statements creating and seeding both tables: users 1 `ada`, 2 `grace`,
+    /// 3 `edsger` (names unique, counters at 0); posts 1 and 3 by user 1, post 2 by user 2.
+    pub fn schema(&self) -> Vec<AssertSqlSafe<String>> {
+        [
+            "CREATE TABLE {users} (id BIGINT PRIMARY KEY, name VARCHAR(100) NOT NULL UNIQUE, \
+             counter BIGINT NOT NULL DEFAULT 0)",
+            "CREATE TABLE {posts} (id BIGINT PRIMARY KEY, author_id BIGINT NOT NULL, \
+             title VARCHAR(200) NOT NULL)",
+            "INSERT INTO {users} (id, name) VALUES (1, 'ada'), (2, 'grace'), (3, 'edsger')",
+            "INSERT INTO {posts} (id, author_id, title) VALUES (1, 1, 'notes'), \
+             (2, 2, 'compilers'), (3, 1, 'bernoulli')",
+        ]
+        .into_iter()
+        .map(|s| self.sql(s))
+        .collect()
+    }
+
+    /// The statements dropping both tables.
+    pub fn teardown(&self) -> Vec<AssertSqlSafe<String>> {
+        [
+            "DROP TABLE IF EXISTS {posts}",
+            "DROP TABLE IF EXISTS {users}",
+        ]
+        .into_iter()
+        .map(|s| self.sql(s))
+        .collect()
+    }
+}
+
+/// Runs `body` as its own task, then `cleanup` whether `body` finished or panicked, then
+/// resumes the panic: a failed assertion still drops the test's tables.
+pub async fn guarded<T, B, C>(body: B, cleanup: C) -> T
+where
+    B: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+    C: Future<Output = ()>,
+{
+    let outcome = tokio::spawn(body).await;
+    cleanup.await;
+    match outcome {
+        Ok(value) => value,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("test task failed: {e}"),
+        },
+    }
+}

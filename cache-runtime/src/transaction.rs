@@ -1,0 +1,288 @@
+//! `Transaction`: a database transaction that invalidates the tables it wrote once it has
+//! committed, never before, and not at all when it rolls back.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::task::{Context, Waker};
+
+use sqlx::Database;
+
+use crate::Cache;
+
+/// A database transaction that remembers which tables it wrote and invalidates them in its
+/// [`Cache`] after `COMMIT` succeeds.
+///
+/// Wraps a [`sqlx::Transaction`] and dereferences to the connection like it does, so
+/// queries run with `.execute(&mut *tx)` (or `&mut **tx` through a `&mut Transaction`).
+/// Begin one with [`Cache::begin`], or wrap an existing one with [`Cache::transaction`].
+///
+/// - An `#[invalidates]` function that takes `&mut Transaction<'_, DB>` (this type) registers
+///   its tables here when it returns `Ok` instead of invalidating at once: until `COMMIT`,
+///   other connections still see the old rows, and a read that caches them is right to.
+///   Writes made without the macro are registered with [`Transaction::written`].
+/// - [`Transaction::commit`] commits, then invalidates the registered tables (when
+///   `Settings::invalidate_on_write` is on). [`Transaction::rollback`], or dropping the
+///   transaction without committing (SQLx then rolls it back), invalidates nothing.
+/// - A `#[cached]` function that takes `&mut Transaction<'_, DB>` (or a `sqlx::Transaction`)
+///   runs its query without reading or filling the cache: after a write the transaction
+///   sees its own uncommitted rows, which must reach no one else; before one, under
+///   `REPEATABLE READ` (MySQL's and MariaDB's default, and SQLite's WAL snapshots) its
+///   snapshot may predate writes that other connections already see, so its rows cannot
+///   be stored under the current table versions. Read through the pool to use the cache.
+///
+/// Invalidation goes to the cache the transaction was begun from: make it the one the
+/// reads use. `#[invalidates]` recognises the parameter by its type, named `Transaction`
+/// (an alias under another name is not recognised). A write function that takes a plain
+/// [`sqlx::Transaction`] or a connection cannot know when the transaction commits, so it
+/// invalidates when it returns, which may be before `COMMIT`; use this type instead.
+///
+/// ```
+/// use cache_runtime::{Cache, Settings, Transaction, cached, invalidates};
+/// use sqlx::{Sqlite, SqlitePool};
+///
+/// #[cached(table = "users", ttl = "60s")]
+/// async fn name(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<String>> {
+///     sqlx::query_scalar("SELECT name FROM users WHERE id = ?").bind(id).fetch_optional(pool).await
+/// }
+///
+/// // Takes the cache's transaction: `users` is invalidated when it commits.
+/// #[invalidates(tables = ["users"])]
+/// async fn rename(tx: &mut Transaction<'_, Sqlite>, id: i64, name: &str) -> sqlx::Result<u64> {
+///     let done = sqlx::query("UPDATE users SET name = ? WHERE id = ?")
+///         .bind(name)
+///         .bind(id)
+///         .execute(&mut **tx)
+///         .await?;
+///     Ok(done.rows_affected())
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await?;
+/// # sqlx::query("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)").execute(&pool).await?;
+/// # sqlx::query("INSERT INTO users VALUES (1, 'ada')").execute(&pool).await?;
+/// let cache = Cache::new(Settings::default()).unwrap();
+/// cache_runtime::install(cache.clone()).unwrap();
+/// assert_eq!(name(&pool, 1).await?.as_deref(), Some("ada"));
+///
+/// let mut tx = cache.begin(&pool).await?;
+/// rename(&mut tx, 1, "lovelace").await?;
+/// assert!(tx.has_written());
+/// assert_eq!(cache.stats().invalidations, 0); // not committed yet
+/// tx.commit().await?;                         // COMMIT, then invalidate `users`
+/// assert_eq!(cache.stats().invalidations, 1);
+/// assert_eq!(name(&pool, 1).await?.as_deref(), Some("lovelace"));
+/// # Ok::<(), sqlx::Error>(()) }).unwrap();
+/// ```
+pub struct Transaction<'c, DB: Database> {
+    tx: sqlx::Transaction<'c, DB>,
+    cache: Cache,
+    written: Written,
+    /// Set for a savepoint begun with [`Transaction::begin`]: when it is released, its
+    /// tables move to the enclosing transaction, which invalidates them when it commits.
+    parent: Option<&'c mut Written>,
+}
+
+/// What a transaction wrote.
+#[derive(Default)]
+struct Written {
+    /// Registered tables, without duplicates.
+    tables: Vec<Box<str>>,
+    /// Whether anything was written (also through an enclosing transaction).
+    any: bool,
+}
+
+impl Written {
+    fn add(&mut self, tables: &[&str]) {
+        self.any = true;
+        for table in tables {
+            if !self.tables.iter().any(|t| **t == **table) {
+                self.tables.push((*table).into());
+            }
+        }
+    }
+}
+
+impl Cache {
+    /// Begins a transaction on a connection from `pool` whose written tables are invalidated
+    /// in this cache once it commits.
+    ///
+    /// # Errors
+    ///
+    /// The [`sqlx::Error`] of acquiring a connection or of `BEGIN`.
+    pub async fn begin<DB: Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<Transaction<'static, DB>, sqlx::Error> {
+        Ok(self.transaction(pool.begin().await?))
+    }
+
+    /// Wraps a transaction begun with SQLx (`pool.begin()`, `conn.begin()`, or a custom
+    /// `BEGIN` from `begin_with`) so that its written tables are invalidated in this cache
+    /// once it commits.
+    ///
+    /// Wrap the outermost transaction: a savepoint wrapped here invalidates when it is
+    /// released, before the enclosing transaction commits (use [`Transaction::begin`] for
+    /// savepoints instead).
+    pub fn transaction<'c, DB: Database>(
+        &self,
+        tx: sqlx::Transaction<'c, DB>,
+    ) -> Transaction<'c, DB> {
+        Transaction {
+            tx,
+            cache: self.clone(),
+            written: Written::default(),
+            parent: None,
+        }
+    }
+}
+
+impl<'c, DB: Database> Transaction<'c, DB> {
+    /// Registers `tables` as written by this transaction: they are invalidated after it
+    /// commits. Marks the transaction as [having written](Transaction::has_written), even
+    /// when `tables` is empty.
+    ///
+    /// `#[invalidates]` functions taking this transaction call it for you; call it for
+    /// writes made without them.
+    pub fn written(&mut self, tables: &[&str]) {
+        self.written.add(tables);
+    }
+
+    /// Whether this transaction (or the one enclosing this savepoint) has written through
+    /// an `#[invalidates]` function or registered a write with [`Transaction::written`].
+    pub fn has_written(&self) -> bool {
+        self.written.any
+    }
+
+    /// The cache the written tables are invalidated in.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Begins a savepoint in this transaction. Releasing it ([`commit`](Transaction::commit))
+    /// hands its written tables to this transaction, which invalidates them when it
+    /// commits; rolling it back forgets them.
+    ///
+    /// # Errors
+    ///
+    /// The [`sqlx::Error`] of `SAVEPOINT`.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, DB>, sqlx::Error> {
+        let Transaction {
+            tx, cache, written, ..
+        } = self;
+        let savepoint = <DB::Connection as sqlx::Connection>::begin(&mut **tx).await?;
+        Ok(Transaction {
+            tx: savepoint,
+            cache: cache.clone(),
+            written: Written {
+                tables: Vec::new(),
+                any: written.any,
+            },
+            parent: Some(written),
+        })
+    }
+
+    /// Commits the transaction (or releases the savepoint), then invalidates the tables it
+    /// wrote, unless `Settings::invalidate_on_write` is off.
+    ///
+    /// # Errors
+    ///
+    /// The [`sqlx::Error`] of `COMMIT`. Whether a failed `COMMIT` took effect cannot be
+    /// known (the connection may have dropped after the server committed), so the written
+    /// tables are invalidated in that case too: an extra miss is harmless, a missed
+    /// invalidation is not. For the same reason, when this future is cancelled while
+    /// `COMMIT` is in flight, dropping it invalidates this process's table versions (and
+    /// in-memory entries); a remote backend's shared versions are then left to the TTL.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let Transaction {
+            tx,
+            cache,
+            written,
+            parent,
+        } = self;
+        let tables: Vec<&str> = written.tables.iter().map(|t| &**t).collect();
+        let Some(parent) = parent else {
+            let invalidate = !tables.is_empty() && cache.settings().invalidate_on_write;
+            let mut guard = CommitGuard {
+                cache: &cache,
+                tables: &tables,
+                armed: invalidate,
+            };
+            let result = tx.commit().await;
+            guard.armed = false;
+            if invalidate {
+                cache.invalidate(&tables).await;
+            }
+            return result;
+        };
+        // Handed over first: a release that fails or is cancelled half-way may still have
+        // happened, and the enclosing transaction must then invalidate these tables.
+        if written.any {
+            parent.add(&tables);
+        }
+        tx.commit().await
+    }
+
+    /// Rolls the transaction (or savepoint) back; nothing is invalidated.
+    ///
+    /// # Errors
+    ///
+    /// The [`sqlx::Error`] of `ROLLBACK`.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+/// Invalidates when dropped armed, i.e. when the `commit` future is cancelled while
+/// `COMMIT` is in flight: the server may have committed, and nothing would invalidate.
+struct CommitGuard<'a> {
+    cache: &'a Cache,
+    tables: &'a [&'a str],
+    armed: bool,
+}
+
+impl Drop for CommitGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Nothing can be awaited here: poll the invalidation once. Its local part (the
+        // table versions, which make every entry read before now a miss, and in-memory
+        // entries) completes within that poll; a remote backend's part may not.
+        let invalidation = std::pin::pin!(self.cache.invalidate(self.tables));
+        let _ = invalidation.poll(&mut Context::from_waker(Waker::noop()));
+    }
+}
+
+impl<DB: Database> Deref for Transaction<'_, DB> {
+    type Target = DB::Connection;
+
+    #[inline]
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: Database> DerefMut for Transaction<'_, DB> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+impl<DB: Database> AsMut<DB::Connection> for Transaction<'_, DB> {
+    #[inline]
+    fn as_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+impl<DB: Database> fmt::Debug for Transaction<'_, DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("written", &self.written.tables)
+            .field("has_written", &self.written.any)
+            .field("savepoint", &self.parent.is_some())
+            .finish_non_exhaustive()
+    }
+}

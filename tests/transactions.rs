@@ -1,0 +1,526 @@
+//! Commit-time invalidation with `cache_runtime::Transaction`, on SQLite (a WAL file),
+//! PostgreSQL (`DATABASE_URL_PG`) and MariaDB/MySQL (`DATABASE_URL_MYSQL`).
+//!
+//! Every test uses two connections: the transaction's, and the pool's others for reads
+//! "from elsewhere". The interleavings are fixed, so each test fails deterministically when
+//! its mechanism is removed: a read made while the transaction is open caches the old row
+//! (the write is not visible yet), so only an invalidation after `COMMIT` makes the next
+//! read see the new one.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+
+use cache_runtime::{Cache, CacheEntity, Settings, Transaction, cached, invalidates};
+use cache_suite::{Dialect, Names, TempDb, guarded};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, CacheEntity)]
+#[cache(table = "users")]
+struct User {
+    id: i64,
+    name: String,
+}
+
+macro_rules! transaction_tests {
+    () => {
+        use sqlx::Pool;
+
+        use super::*;
+
+        #[derive(Clone)]
+        struct Fx {
+            pool: Pool<Db>,
+            cache: Cache,
+            t: Names,
+            _file: Option<Arc<TempDb>>,
+        }
+
+        impl Fx {
+            async fn setup(settings: Settings) -> Option<Fx> {
+                let (pool, file) = pool().await?;
+                let t = Names::new(DIALECT);
+                for statement in t.schema() {
+                    sqlx::query(statement).execute(&pool).await.expect("schema");
+                }
+                Some(Fx {
+                    pool,
+                    cache: Cache::new(settings).expect("valid settings"),
+                    t,
+                    _file: file.map(Arc::new),
+                })
+            }
+
+            async fn run<F, Fut>(self, body: F)
+            where
+                F: FnOnce(Fx) -> Fut,
+                Fut: std::future::Future<Output = ()> + Send + 'static,
+            {
+                let cleanup = async {
+                    for statement in self.t.teardown() {
+                        let _ = sqlx::query(statement).execute(&self.pool).await;
+                    }
+                };
+                guarded(body(self.clone()), cleanup).await;
+                self.pool.close().await;
+            }
+
+            /// `find_user(id)` through the pool, i.e. another connection than a
+            /// transaction's: the name, and whether the cache served it.
+            async fn read(&self, id: i64) -> (Option<String>, bool) {
+                let hits = self.cache.stats().hits;
+                let user = find_user(&self.pool, &self.cache, &self.t, id)
+                    .await
+                    .unwrap();
+                (user.map(|u| u.name), self.cache.stats().hits > hits)
+            }
+        }
+
+        #[cached(ttl = true)]
+        async fn find_user(
+            pool: &Pool<Db>,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+        ) -> sqlx::Result<Option<User>> {
+            let row: Option<(i64, String)> =
+                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(row.map(|(id, name)| User { id, name }))
+        }
+
+        /// The same read through a transaction (same key space: `tx` is not keyed).
+        #[cached(ttl = true)]
+        async fn find_user_in(
+            tx: &mut Transaction<'_, Db>,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+        ) -> sqlx::Result<Option<User>> {
+            let row: Option<(i64, String)> =
+                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            Ok(row.map(|(id, name)| User { id, name }))
+        }
+
+        /// Registers `users` on the transaction; invalidates after its COMMIT.
+        #[invalidates(User)]
+        async fn rename_in(
+            tx: &mut Transaction<'_, Db>,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        #[invalidates(User)]
+        async fn add_user_in(
+            tx: &mut Transaction<'_, Db>,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("INSERT INTO {users} (id, name) VALUES (?, ?)"))
+                .bind(id)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// A write through a plain `sqlx::Transaction`: invalidates when it returns.
+        #[invalidates(User)]
+        async fn rename_plain(
+            tx: &mut sqlx::Transaction<'_, Db>,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Takes the transaction by value and commits it.
+        #[invalidates(User)]
+        async fn rename_and_commit(
+            mut tx: Transaction<'static, Db>,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<()> {
+            sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+
+        /// Pins: invalidation happens after COMMIT, not when the write registers. A read
+        /// from another connection between the write and the commit caches the old row
+        /// (with the current versions); only the bump after COMMIT makes it stale.
+        #[tokio::test]
+        async fn commit_invalidates_after_commit_not_before() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                assert!(!tx.has_written());
+                assert_eq!(rename_in(&mut tx, &fx.t, 1, "lovelace").await.unwrap(), 1);
+                assert!(tx.has_written());
+                assert_eq!(fx.cache.stats().invalidations, 0, "nothing before COMMIT");
+
+                assert_eq!(
+                    fx.read(1).await,
+                    (Some("ada".into()), false),
+                    "loads the old row"
+                );
+                assert_eq!(
+                    fx.read(1).await,
+                    (Some("ada".into()), true),
+                    "and caches it"
+                );
+
+                tx.commit().await.unwrap();
+                assert_eq!(fx.cache.stats().invalidations, 1);
+                assert_eq!(
+                    fx.read(1).await,
+                    (Some("lovelace".into()), false),
+                    "the first read after COMMIT returns the new row"
+                );
+            })
+            .await;
+        }
+
+        /// Pins: rollback invalidates nothing; the cached old row is still served.
+        #[tokio::test]
+        async fn rollback_invalidates_nothing() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                rename_in(&mut tx, &fx.t, 1, "lovelace").await.unwrap();
+                tx.rollback().await.unwrap();
+                assert_eq!(fx.cache.stats().invalidations, 0);
+                assert_eq!(fx.read(1).await, (Some("ada".into()), true), "a hit");
+            })
+            .await;
+        }
+
+        /// Pins: dropping without COMMIT invalidates nothing (SQLx rolls back).
+        #[tokio::test]
+        async fn drop_without_commit_invalidates_nothing() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                rename_in(&mut tx, &fx.t, 1, "lovelace").await.unwrap();
+                drop(tx);
+                assert_eq!(fx.cache.stats().invalidations, 0);
+                assert_eq!(fx.read(1).await, (Some("ada".into()), true), "a hit");
+                // And the database agrees: the cached row is the committed one.
+                let loads = fx.cache.stats().loads;
+                fx.cache.invalidate(&["users"]).await;
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                assert_eq!(fx.cache.stats().loads, loads + 1);
+            })
+            .await;
+        }
+
+        /// Pins: reads through the transaction bypass the cache. After its write, such a
+        /// read sees the transaction's own uncommitted row, and that row is never stored
+        /// for others; the committed row stays cached.
+        #[tokio::test]
+        async fn reads_through_a_transaction_bypass_the_cache() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let (c, t) = (&fx.cache, &fx.t);
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut tx = c.begin(&fx.pool).await.unwrap();
+                let before = c.stats();
+                let read = find_user_in(&mut tx, c, t, 1).await.unwrap();
+                assert_eq!(read.unwrap().name, "ada");
+
+                rename_in(&mut tx, t, 1, "lovelace").await.unwrap();
+                let read = find_user_in(&mut tx, c, t, 1).await.unwrap();
+                assert_eq!(read.unwrap().name, "lovelace", "its own uncommitted row");
+                let after = c.stats();
+                assert_eq!(
+                    (after.hits, after.misses, after.loads),
+                    (before.hits, before.misses, before.loads),
+                    "the cache was neither read nor filled"
+                );
+                assert_eq!(c.entry_count(), Some(1));
+
+                assert_eq!(
+                    fx.read(1).await,
+                    (Some("ada".into()), true),
+                    "the uncommitted row was not stored for others"
+                );
+                tx.rollback().await.unwrap();
+                assert_eq!(fx.read(1).await, (Some("ada".into()), true));
+            })
+            .await;
+        }
+
+        /// Pins: a transaction that has not written does not fill the cache either. Its
+        /// snapshot (REPEATABLE READ: MariaDB's default, asked for on PostgreSQL; SQLite's
+        /// WAL read snapshot) may predate a write another connection has committed and
+        /// invalidated; storing what it reads would tag the old row with the new versions.
+        #[tokio::test]
+        async fn a_transaction_snapshot_never_fills_the_cache() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let (c, t) = (&fx.cache, &fx.t);
+                let mut tx = c.transaction(begin_snapshot(&fx.pool).await);
+                // The first read fixes the snapshot.
+                let count: i64 = sqlx::query_scalar(t.sql("SELECT COUNT(*) FROM {users}"))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                assert_eq!(count, 3);
+
+                let mut other = c.begin(&fx.pool).await.unwrap();
+                rename_in(&mut other, t, 1, "lovelace").await.unwrap();
+                other.commit().await.unwrap();
+                assert_eq!(c.stats().invalidations, 1);
+
+                let read = find_user_in(&mut tx, c, t, 1).await.unwrap();
+                assert_eq!(
+                    read.unwrap().name,
+                    "ada",
+                    "the snapshot predates the rename"
+                );
+                assert_eq!(c.entry_count(), Some(0), "nothing was stored");
+                tx.commit().await.unwrap();
+                assert_eq!(
+                    c.stats().invalidations,
+                    1,
+                    "a clean commit invalidates nothing"
+                );
+
+                assert_eq!(fx.read(1).await, (Some("lovelace".into()), false));
+                let mut later = c.begin(&fx.pool).await.unwrap();
+                let read = find_user_in(&mut later, c, t, 1).await.unwrap();
+                assert_eq!(
+                    read.unwrap().name,
+                    "lovelace",
+                    "a later transaction reads the rename"
+                );
+                later.commit().await.unwrap();
+            })
+            .await;
+        }
+
+        /// Pins: a `commit` cancelled while COMMIT is in flight (polled once, then dropped)
+        /// still invalidates, since the server may have committed.
+        #[tokio::test]
+        async fn a_cancelled_commit_still_invalidates() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                rename_in(&mut tx, &fx.t, 1, "lovelace").await.unwrap();
+                // Poll the commit once (sending COMMIT), then drop it.
+                let mut commit = Box::pin(tx.commit());
+                let first = std::future::poll_fn(|cx| Poll::Ready(commit.as_mut().poll(cx)));
+                if let Poll::Ready(done) = first.await {
+                    println!("COMMIT finished within one poll ({done:?}): not cancelled");
+                }
+                drop(commit);
+                assert_eq!(fx.cache.stats().invalidations, 1);
+                assert!(
+                    !fx.read(1).await.1,
+                    "the entry read before COMMIT is not served"
+                );
+            })
+            .await;
+        }
+
+        /// Pins: a savepoint's tables are invalidated by the enclosing COMMIT, not by
+        /// releasing the savepoint; a rolled-back savepoint's are forgotten.
+        #[tokio::test]
+        async fn savepoints_defer_to_the_enclosing_commit() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let (c, t) = (&fx.cache, &fx.t);
+                let mut tx = c.begin(&fx.pool).await.unwrap();
+                let mut savepoint = tx.begin().await.unwrap();
+                rename_in(&mut savepoint, t, 1, "lovelace").await.unwrap();
+                savepoint.commit().await.unwrap();
+                assert!(tx.has_written());
+                assert_eq!(c.stats().invalidations, 0, "released, not committed");
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                tx.commit().await.unwrap();
+                assert_eq!(c.stats().invalidations, 1);
+                assert_eq!(fx.read(1).await, (Some("lovelace".into()), false));
+
+                let mut tx = c.begin(&fx.pool).await.unwrap();
+                tx.begin().await.unwrap().commit().await.unwrap();
+                assert!(!tx.has_written(), "an empty savepoint wrote nothing");
+                let mut savepoint = tx.begin().await.unwrap();
+                rename_in(&mut savepoint, t, 2, "hopper").await.unwrap();
+                savepoint.rollback().await.unwrap();
+                assert!(!tx.has_written());
+                tx.commit().await.unwrap();
+                assert_eq!(
+                    c.stats().invalidations,
+                    1,
+                    "the rolled-back write is forgotten"
+                );
+            })
+            .await;
+        }
+
+        /// Pins: writes registered by hand, failed writes, `invalidate_on_write = false`,
+        /// and a transaction taken by value and committed inside the write function.
+        #[tokio::test]
+        async fn registration_rules() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let (c, t) = (&fx.cache, &fx.t);
+
+                // A failed write registers nothing.
+                let mut tx = c.begin(&fx.pool).await.unwrap();
+                let error = add_user_in(&mut tx, t, 9, "ada").await.unwrap_err();
+                assert!(
+                    error
+                        .as_database_error()
+                        .is_some_and(|e| e.is_unique_violation())
+                );
+                assert!(!tx.has_written());
+                tx.rollback().await.unwrap();
+
+                // A write without the macro, registered by hand.
+                assert_eq!(fx.read(3).await, (Some("edsger".into()), false));
+                let mut tx = c.begin(&fx.pool).await.unwrap();
+                sqlx::query(t.sql("UPDATE {users} SET name = 'dijkstra' WHERE id = 3"))
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.written(&["users"]);
+                tx.commit().await.unwrap();
+                assert_eq!(fx.read(3).await, (Some("dijkstra".into()), false));
+
+                // By value: registered before the body commits it.
+                assert_eq!(fx.read(2).await, (Some("grace".into()), false));
+                let tx = c.begin(&fx.pool).await.unwrap();
+                rename_and_commit(tx, t, 2, "hopper").await.unwrap();
+                assert_eq!(fx.read(2).await, (Some("hopper".into()), false));
+
+                // A plain sqlx::Transaction cannot tell when it commits: the write
+                // invalidates when it returns (the documented rule), and a read through it
+                // bypasses the cache.
+                let invalidations = c.stats().invalidations;
+                let mut plain = fx.pool.begin().await.unwrap();
+                rename_plain(&mut plain, c, t, 2, "grace").await.unwrap();
+                assert_eq!(c.stats().invalidations, invalidations + 1);
+                plain.commit().await.unwrap();
+            })
+            .await;
+
+            let settings = Settings {
+                invalidate_on_write: false,
+                ..Settings::default()
+            };
+            let Some(fx) = Fx::setup(settings).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                rename_in(&mut tx, &fx.t, 1, "lovelace").await.unwrap();
+                tx.commit().await.unwrap();
+                assert_eq!(
+                    fx.cache.stats().invalidations,
+                    0,
+                    "invalidate_on_write is off"
+                );
+                assert_eq!(fx.read(1).await, (Some("ada".into()), true));
+            })
+            .await;
+        }
+    };
+}
+
+mod sqlite {
+    type Db = sqlx::Sqlite;
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    async fn pool() -> Option<(sqlx::Pool<Db>, Option<TempDb>)> {
+        let (pool, file) = cache_suite::sqlite(4).await;
+        Some((pool, Some(file)))
+    }
+
+    /// SQLite in WAL mode: a read transaction's snapshot is fixed by its first read.
+    async fn begin_snapshot(pool: &sqlx::Pool<Db>) -> sqlx::Transaction<'static, Db> {
+        pool.begin().await.unwrap()
+    }
+
+    transaction_tests!();
+}
+
+mod postgres {
+    type Db = sqlx::Postgres;
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    async fn pool() -> Option<(sqlx::Pool<Db>, Option<TempDb>)> {
+        Some((cache_suite::connect(cache_suite::PG, 4).await?, None))
+    }
+
+    /// PostgreSQL defaults to READ COMMITTED (a snapshot per statement): ask for one per
+    /// transaction.
+    async fn begin_snapshot(pool: &sqlx::Pool<Db>) -> sqlx::Transaction<'static, Db> {
+        pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .unwrap()
+    }
+
+    transaction_tests!();
+}
+
+mod mariadb {
+    type Db = sqlx::MySql;
+    const DIALECT: Dialect = Dialect::MySql;
+
+    async fn pool() -> Option<(sqlx::Pool<Db>, Option<TempDb>)> {
+        Some((cache_suite::connect(cache_suite::MYSQL, 4).await?, None))
+    }
+
+    /// InnoDB's default isolation is REPEATABLE READ.
+    async fn begin_snapshot(pool: &sqlx::Pool<Db>) -> sqlx::Transaction<'static, Db> {
+        pool.begin().await.unwrap()
+    }
+
+    transaction_tests!();
+}

@@ -1,0 +1,109 @@
+// The cache's `Transaction` as a parameter: by `&mut`, `mut` binding, by value, generic
+// over the database, next to a plain `sqlx::Transaction`. Reads are not keyed by it; writes
+// register on it.
+#![deny(warnings, unused_qualifications, unused_results)]
+
+use cache_runtime::{Cache, CacheEntity, Settings, Transaction, cached, invalidates};
+use serde::{Deserialize, Serialize};
+use sqlx::{Database, Sqlite, SqlitePool};
+
+#[derive(Clone, Serialize, Deserialize, CacheEntity)]
+#[cache(table = "users")]
+struct User {
+    id: i64,
+}
+
+#[cached]
+async fn read(tx: &mut Transaction<'_, Sqlite>, id: i64) -> sqlx::Result<User> {
+    let row: (i64,) = sqlx::query_as("SELECT ?").bind(id).fetch_one(&mut **tx).await?;
+    Ok(User { id: row.0 })
+}
+
+#[cached(table = "users")]
+async fn read_generic<DB: Database>(tx: &mut Transaction<'_, DB>) -> sqlx::Result<i64> {
+    Ok(i64::from(tx.has_written()))
+}
+
+#[cached(table = "users")]
+async fn read_both(
+    ours: &mut Transaction<'_, Sqlite>,
+    theirs: &mut sqlx::Transaction<'_, Sqlite>,
+) -> sqlx::Result<i64> {
+    let _ = (ours, theirs);
+    Ok(1)
+}
+
+#[invalidates(User)]
+async fn write(tx: &mut Transaction<'_, Sqlite>, id: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query("UPDATE users SET id = ? WHERE id = ?")
+        .bind(id)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+#[invalidates(User)]
+async fn write_mut_binding(mut tx: &mut Transaction<'_, Sqlite>) {
+    tx.written(&[]);
+    let _ = &mut tx;
+}
+
+#[invalidates(User)]
+async fn write_generic<DB: Database>(tx: &mut Transaction<'_, DB>) -> Result<(), sqlx::Error> {
+    tx.written(&[]);
+    Ok(())
+}
+
+#[invalidates(tables = ["users"])]
+async fn write_and_commit(tx: Transaction<'static, Sqlite>) -> sqlx::Result<()> {
+    tx.commit().await
+}
+
+#[invalidates(tables = ["users"])]
+async fn write_and_commit_mut(mut tx: Transaction<'static, Sqlite>) -> sqlx::Result<()> {
+    tx.written(&["posts"]);
+    tx.commit().await
+}
+
+#[invalidates(tables = ["users"])]
+async fn write_plain(tx: &mut sqlx::Transaction<'_, Sqlite>) -> sqlx::Result<()> {
+    let _ = tx;
+    Ok(())
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+async fn calls(cache: &Cache, pool: &SqlitePool) -> sqlx::Result<()> {
+    let _ = sqlx::query("CREATE TABLE users (id INTEGER)").execute(pool).await?;
+    let mut tx = cache.begin(pool).await?;
+    let _ = assert_send(read(&mut tx, 1)).await?;
+    let _ = read_generic(&mut tx).await?;
+    let _ = assert_send(write(&mut tx, 1)).await?;
+    let mut plain = pool.begin().await?;
+    let _ = read_both(&mut tx, &mut plain).await?;
+    write_plain(&mut plain).await?;
+    plain.rollback().await?;
+    write_generic(&mut tx).await?;
+    {
+        let mut savepoint = tx.begin().await?;
+        write_mut_binding(&mut savepoint).await;
+        savepoint.commit().await?;
+    }
+    tx.commit().await?;
+    assert_send(write_and_commit(cache.begin(pool).await?)).await?;
+    write_and_commit_mut(cache.begin(pool).await?).await
+}
+
+#[tokio::main]
+async fn main() {
+    let cache = Cache::new(Settings::default()).unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .min_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    calls(&cache, &pool).await.unwrap();
+}
