@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::pending::PendingBumps;
+use crate::backend::{Backend, BackendError, StoreOutcome};
 use crate::envelope;
 use crate::flight::{Flights, Role, Shared, State};
 use crate::key::{BuildKeyHasher, Key, KeyError, KeyScope};
@@ -56,6 +57,8 @@ struct Inner {
     tables: Tables,
     flights: Flights,
     counters: Counters,
+    /// Tables whose invalidation a shared-versions backend has not taken yet.
+    pending: PendingBumps,
 }
 
 enum Store {
@@ -74,6 +77,24 @@ struct Slot {
 struct Tag {
     table: Arc<Table>,
     version: u64,
+}
+
+/// The table versions a load captured before running its query.
+struct Captured {
+    versions: Vec<u64>,
+    source: Source,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// This process's versions (the in-memory store, or a backend without shared versions).
+    Local,
+    /// The backend's shared versions.
+    Shared,
+    /// The backend's versions could not be read: the value is returned but not stored.
+    /// `versions` holds the local ones plus a marker, so such a load never shares a flight
+    /// with one that captured shared versions.
+    Unavailable,
 }
 
 /// What the read path found.
@@ -100,9 +121,12 @@ impl Cache {
     /// A cache storing its entries in `backend` (e.g. Redis, or a
     /// [`MemoryBackend`](crate::backend::MemoryBackend) to exercise the encoded path).
     ///
-    /// Table versions stay in this process: entries written by another `Cache` instance
-    /// are not served by this one, so several processes never serve each other's stale
-    /// entries, but do not share them either.
+    /// When the backend keeps table versions itself ([`Backend::shared_versions`], as the
+    /// Redis backend does), every cache using it shares entries and invalidations: a write
+    /// through one makes the entries of all of them stale, one round trip per hit checks
+    /// that. Otherwise table versions stay in this process: entries written by another
+    /// `Cache` instance are not served by this one, so several processes never serve each
+    /// other's stale entries, but do not share them either.
     ///
     /// # Errors
     ///
@@ -121,6 +145,7 @@ impl Cache {
                 store,
                 flights: Flights::new(),
                 counters: Counters::default(),
+                pending: PendingBumps::default(),
             }),
         }
     }
@@ -173,7 +198,7 @@ impl Cache {
         if ttl == Ttl::Bypass || !self.inner.settings.enabled {
             return loader().await;
         }
-        if let Found::Hit(value) = self.lookup::<O::Value>(&key).await {
+        if let Found::Hit(value) = self.lookup_in::<O::Value>(&key, tables).await {
             return O::from_value(value);
         }
         self.load(key, tables, ttl, loader).await
@@ -183,6 +208,12 @@ impl Cache {
     ///
     /// Call it after the write is visible to other connections (after `COMMIT`): a read
     /// that starts after this returns will not be served anything read before it.
+    ///
+    /// With a backend that shares versions, the backend's versions are bumped too, so
+    /// every cache sharing it stops serving those entries. If that fails (the backend is
+    /// down), the failure is counted and logged, this cache serves nothing from the
+    /// backend until it has delivered the bump (retried before each backend operation),
+    /// and other caches see the invalidation once it is delivered.
     pub async fn invalidate(&self, tables: &[&str]) {
         let mut keys = Vec::new();
         for name in tables {
@@ -190,6 +221,12 @@ impl Cache {
             table.bump();
             self.inner.counters.bump(Counter::Invalidations);
             keys.extend(table.take_keys());
+        }
+        if let Store::Backend(backend) = &self.inner.store
+            && backend.shared_versions()
+            && !tables.is_empty()
+        {
+            self.bump_shared(backend.as_ref(), tables).await;
         }
         self.delete(&keys).await;
     }
@@ -218,18 +255,21 @@ impl Cache {
         }
     }
 
-    /// How many keys `table` currently tracks for invalidation (at most
-    /// `Settings::max_keys_per_table`).
+    /// How many keys `table` currently tracks for invalidation in this process (at most
+    /// `Settings::max_keys_per_table`). A backend that shares versions tracks keys itself
+    /// ([`Backend::tracked`]), and this is then 0.
     pub fn tracked_keys(&self, table: &str) -> usize {
         self.inner.tables.get(table).tracked()
     }
 
     // ----- read path -----
 
-    async fn lookup<V: CacheValue>(&self, key: &Key) -> Found<V> {
+    /// `tables` are the tables the read names: a backend with shared versions returns
+    /// theirs with the entry, in one round trip.
+    async fn lookup_in<V: CacheValue>(&self, key: &Key, tables: &[&str]) -> Found<V> {
         match &self.inner.store {
             Store::Memory(map) => self.lookup_memory(map, key),
-            Store::Backend(backend) => self.lookup_backend(backend.as_ref(), key).await,
+            Store::Backend(backend) => self.lookup_backend(backend.as_ref(), key, tables).await,
         }
     }
 
@@ -277,11 +317,27 @@ impl Cache {
         }
     }
 
-    async fn lookup_backend<V: CacheValue>(&self, backend: &dyn Backend, key: &Key) -> Found<V> {
+    async fn lookup_backend<V: CacheValue>(
+        &self,
+        backend: &dyn Backend,
+        key: &Key,
+        tables: &[&str],
+    ) -> Found<V> {
+        let shared = backend.shared_versions();
+        if shared && !self.deliver_pending(backend).await {
+            return Found::Miss;
+        }
         let name = self.remote_key(key);
-        let bytes = match backend.get(&name).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Found::Miss,
+        let fetched = if shared {
+            backend
+                .get_checked(&self.inner.settings.namespace, &name, tables)
+                .await
+        } else {
+            backend.get(&name).await.map(|bytes| (bytes, Vec::new()))
+        };
+        let (bytes, versions) = match fetched {
+            Ok((Some(bytes), versions)) => (bytes, versions),
+            Ok((None, _)) => return Found::Miss,
             Err(e) => {
                 self.backend_error("get", &e);
                 return Found::Miss;
@@ -300,6 +356,18 @@ impl Cache {
             .is_some_and(|at| envelope::unix_ms(SystemTime::now()) >= at)
         {
             Some(Counter::Expired)
+        } else if shared {
+            match self
+                .shared_tags_current(backend, &env.tags, tables, &versions)
+                .await
+            {
+                Ok(true) => None,
+                Ok(false) => Some(Counter::Stale),
+                Err(e) => {
+                    self.backend_error("versions", &e);
+                    return Found::Miss;
+                }
+            }
         } else if env
             .tags
             .iter()
@@ -318,6 +386,35 @@ impl Cache {
         Found::Hit(env.value)
     }
 
+    /// Whether every tag matches the backend's current version of its table. `versions`
+    /// came with the entry for `tables`; a tag on another table (a read inside a
+    /// transaction names none) costs a second round trip.
+    async fn shared_tags_current(
+        &self,
+        backend: &dyn Backend,
+        tags: &[(String, u64)],
+        tables: &[&str],
+        versions: &[u64],
+    ) -> Result<bool, BackendError> {
+        let mut others = Vec::new();
+        for (table, version) in tags {
+            match tables.iter().position(|t| t == table) {
+                // A backend that returned too few versions makes the entry stale.
+                Some(i) if versions.get(i) != Some(version) => return Ok(false),
+                Some(_) => {}
+                None => others.push((table.as_str(), *version)),
+            }
+        }
+        if others.is_empty() {
+            return Ok(true);
+        }
+        let names: Vec<&str> = others.iter().map(|(t, _)| *t).collect();
+        let current = backend
+            .versions(&self.inner.settings.namespace, &names)
+            .await?;
+        Ok(current.len() == others.len() && others.iter().zip(&current).all(|((_, v), c)| v == c))
+    }
+
     // ----- miss path -----
 
     async fn load<O, F, Fut>(&self, key: Key, names: &[&str], ttl: Ttl, loader: F) -> O
@@ -332,15 +429,15 @@ impl Cache {
         loop {
             // Captured before the query runs: a write that completes after this point
             // bumps a version, and whatever this load stores is stale from then on.
-            let versions: Vec<u64> = tables.iter().map(|t| t.version()).collect();
-            match self.inner.flights.join_or_lead(key, &versions) {
+            let captured = self.capture(&tables).await;
+            match self.inner.flights.join_or_lead(key, &captured.versions) {
                 Role::Leader(guard) => {
                     counters.bump(Counter::Loads);
                     let output = loader().await;
                     return match output.into_value() {
                         Ok(value) => {
                             let shared: Shared = Arc::new(value.clone());
-                            self.store(key, &tables, &versions, ttl, &value, &shared)
+                            self.store(key, &tables, &captured, ttl, &value, &shared)
                                 .await;
                             guard.finish(State::Done(shared));
                             O::from_value(value)
@@ -364,7 +461,7 @@ impl Cache {
                     State::Abandoned | State::Running => {
                         // The leader panicked or was cancelled: someone else may have
                         // stored the value meanwhile; otherwise elect a new leader.
-                        if let Found::Hit(value) = self.lookup::<O::Value>(&key).await {
+                        if let Found::Hit(value) = self.lookup_in::<O::Value>(&key, names).await {
                             return O::from_value(value);
                         }
                     }
@@ -381,12 +478,12 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let versions: Vec<u64> = tables.iter().map(|t| t.version()).collect();
+        let captured = self.capture(tables).await;
         self.inner.counters.bump(Counter::Loads);
         match loader().await.into_value() {
             Ok(value) => {
                 let shared: Shared = Arc::new(value.clone());
-                self.store(key, tables, &versions, ttl, &value, &shared)
+                self.store(key, tables, &captured, ttl, &value, &shared)
                     .await;
                 O::from_value(value)
             }
@@ -394,11 +491,58 @@ impl Cache {
         }
     }
 
+    /// The versions of `tables` now: the backend's when it shares them, else this
+    /// process's.
+    async fn capture(&self, tables: &[Arc<Table>]) -> Captured {
+        let local = || tables.iter().map(|t| t.version()).collect::<Vec<u64>>();
+        let Store::Backend(backend) = &self.inner.store else {
+            return Captured {
+                versions: local(),
+                source: Source::Local,
+            };
+        };
+        if !backend.shared_versions() {
+            return Captured {
+                versions: local(),
+                source: Source::Local,
+            };
+        }
+        if self.deliver_pending(backend.as_ref()).await {
+            let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
+            match backend
+                .versions(&self.inner.settings.namespace, &names)
+                .await
+            {
+                Ok(versions) if versions.len() == names.len() => {
+                    return Captured {
+                        versions,
+                        source: Source::Shared,
+                    };
+                }
+                Ok(versions) => self.backend_error(
+                    "versions",
+                    &BackendError::new(format!(
+                        "asked for {} table versions, got {}",
+                        names.len(),
+                        versions.len()
+                    )),
+                ),
+                Err(e) => self.backend_error("versions", &e),
+            }
+        }
+        let mut versions = local();
+        versions.push(u64::MAX);
+        Captured {
+            versions,
+            source: Source::Unavailable,
+        }
+    }
+
     async fn store<V: CacheValue>(
         &self,
         key: Key,
         tables: &[Arc<Table>],
-        versions: &[u64],
+        captured: &Captured,
         ttl: Ttl,
         value: &V,
         shared: &Shared,
@@ -406,6 +550,14 @@ impl Cache {
         if !self.inner.settings.cache_none && output::is_empty(value) {
             return;
         }
+        if let Store::Backend(backend) = &self.inner.store
+            && backend.shared_versions()
+        {
+            self.store_shared(backend.as_ref(), key, tables, captured, ttl, value)
+                .await;
+            return;
+        }
+        let versions = &captured.versions;
         // A write completed during the load: the entry would be stale on arrival.
         if tables.iter().zip(versions).any(|(t, v)| t.version() != *v) {
             return;
@@ -471,6 +623,110 @@ impl Cache {
         }
     }
 
+    /// Stores through a backend that keeps versions and tracking itself: one call that
+    /// stores only if the captured versions are still current.
+    async fn store_shared<V: CacheValue>(
+        &self,
+        backend: &dyn Backend,
+        key: Key,
+        tables: &[Arc<Table>],
+        captured: &Captured,
+        ttl: Ttl,
+        value: &V,
+    ) {
+        if captured.source != Source::Shared {
+            return;
+        }
+        let now = Instant::now();
+        let Ok(deadline) = ttl.deadline(now) else {
+            return;
+        };
+        let tags: Vec<(&str, u64)> = tables
+            .iter()
+            .zip(&captured.versions)
+            .map(|(t, &v)| (t.name(), v))
+            .collect();
+        let storage_ttl = Ttl::storage_ttl(deadline, now);
+        let bytes = match envelope::encode(value, &tags, storage_ttl) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(target: "cache_runtime", key = %key, error = %e,
+                    "value failed to encode; not cached");
+                return;
+            }
+        };
+        if !self.deliver_pending(backend).await {
+            return;
+        }
+        let stored = backend
+            .set_tracked(
+                &self.inner.settings.namespace,
+                &self.remote_key(&key),
+                bytes,
+                storage_ttl,
+                &tags,
+                self.inner.settings.max_keys_per_table,
+            )
+            .await;
+        match stored {
+            Ok(StoreOutcome::Stored { evicted }) if evicted > 0 => {
+                self.inner
+                    .counters
+                    .add(Counter::TableEvictions, evicted as u64);
+            }
+            // Stale: a write completed during the load; the entry would be stale on arrival.
+            Ok(_) => {}
+            Err(e) => self.backend_error("set", &e),
+        }
+    }
+
+    /// Bumps `tables` in a backend that shares versions, with any bumps still pending;
+    /// remembers them when it fails.
+    async fn bump_shared(&self, backend: &dyn Backend, tables: &[&str]) {
+        let pending = self.inner.pending.waiting();
+        let mut all: Vec<&str> = tables.to_vec();
+        all.extend(pending.iter().flatten().map(|t| &**t));
+        all.sort_unstable();
+        all.dedup();
+        match backend.bump(&self.inner.settings.namespace, &all).await {
+            Ok(()) => {
+                if let Some(pending) = pending {
+                    self.inner.pending.delivered(&pending);
+                }
+            }
+            Err(e) => {
+                self.inner.pending.add(tables);
+                self.backend_error("bump", &e);
+                tracing::warn!(target: "cache_runtime", tables = ?tables,
+                    "invalidation not delivered to the shared backend: this cache bypasses it \
+                     until the invalidation is delivered; other caches may serve older \
+                     entries of these tables until then");
+            }
+        }
+    }
+
+    /// Delivers the bumps a shared backend missed. `false` while that still fails: the
+    /// backend's versions then lag behind a completed write, and the caller must neither
+    /// read from nor store into it.
+    async fn deliver_pending(&self, backend: &dyn Backend) -> bool {
+        let Some(tables) = self.inner.pending.waiting() else {
+            return true;
+        };
+        let names: Vec<&str> = tables.iter().map(|t| &**t).collect();
+        match backend.bump(&self.inner.settings.namespace, &names).await {
+            Ok(()) => {
+                self.inner.pending.delivered(&tables);
+                tracing::info!(target: "cache_runtime", tables = ?names,
+                    "delivered invalidations the shared backend missed");
+                true
+            }
+            Err(e) => {
+                self.backend_error("bump", &e);
+                false
+            }
+        }
+    }
+
     // ----- helpers -----
 
     async fn delete(&self, keys: &[Key]) {
@@ -496,8 +752,17 @@ impl Cache {
         }
     }
 
+    /// `{namespace}:{key in lower-case hex}` (as `Key`'s `Display`), without the formatting
+    /// machinery: this runs on every remote hit.
     fn remote_key(&self, key: &Key) -> String {
-        format!("{}{key}", self.inner.prefix)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut name = String::with_capacity(self.inner.prefix.len() + 64);
+        name.push_str(&self.inner.prefix);
+        for b in key.digest() {
+            name.push(char::from(HEX[usize::from(b >> 4)]));
+            name.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        name
     }
 
     fn backend_error(&self, op: &str, error: &dyn std::error::Error) {

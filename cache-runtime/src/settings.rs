@@ -1,6 +1,7 @@
 //! `Settings`: the one place a cache is configured.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,12 @@ pub struct Settings {
     pub cache_none: bool,
     /// Whether the cache is used at all; when `false`, every read runs its query. Default `true`.
     pub enabled: bool,
+    /// Longest wait for one operation of a remote backend such as Redis (connecting
+    /// included); past it the operation counts as a backend error and the query runs.
+    /// A duration such as `"250ms"` or a number of milliseconds; must not be zero.
+    /// Default `"250ms"`. Unused by the in-memory store.
+    #[serde(with = "duration")]
+    pub backend_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -54,6 +61,31 @@ impl Default for Settings {
             max_entries: 100_000,
             cache_none: true,
             enabled: true,
+            backend_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// `Duration` fields in the forms a TTL duration takes (`"250ms"`, `"2s"`, a number of
+/// milliseconds).
+mod duration {
+    use std::time::Duration;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::Ttl;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        Ttl::For(*d).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Ttl::deserialize(d)? {
+            Ttl::For(d) => Ok(d),
+            other => Err(D::Error::custom(format!(
+                "expected a duration such as \"250ms\" or a number of milliseconds, got {other:?}"
+            ))),
         }
     }
 }
@@ -70,6 +102,8 @@ pub enum SettingsError {
     ZeroMaxEntries,
     /// `max_keys_per_table` is 0.
     ZeroMaxKeysPerTable,
+    /// `backend_timeout` is 0.
+    ZeroBackendTimeout,
 }
 
 impl fmt::Display for SettingsError {
@@ -91,6 +125,10 @@ impl fmt::Display for SettingsError {
             SettingsError::ZeroMaxKeysPerTable => f.write_str(
                 "settings.max_keys_per_table is 0: each table must track at least one key \
                  so that writes can invalidate it",
+            ),
+            SettingsError::ZeroBackendTimeout => f.write_str(
+                "settings.backend_timeout is 0: every backend operation would time out; \
+                 give it a duration such as \"250ms\"",
             ),
         }
     }
@@ -122,6 +160,9 @@ impl Settings {
         }
         if self.max_keys_per_table == 0 {
             return Err(SettingsError::ZeroMaxKeysPerTable);
+        }
+        if self.backend_timeout.is_zero() {
+            return Err(SettingsError::ZeroBackendTimeout);
         }
         Ok(())
     }

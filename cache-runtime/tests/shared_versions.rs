@@ -1,0 +1,282 @@
+//! Caches over a backend that keeps table versions itself (`Backend::shared_versions`), as
+//! app instances sharing one Redis are: here `MemoryBackend::shared`, wrapped so that tests
+//! can take it down. The Redis suite (root tests/redis.rs) repeats the essentials against a
+//! real server.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cache_runtime::backend::{
+    Backend, BackendError, BoxFuture, Checked, MemoryBackend, StoreOutcome,
+};
+use cache_runtime::{Cache, Key, KeyScope, Settings, Ttl};
+
+static FIND: KeyScope = KeyScope::new("shared_versions::find");
+
+/// `MemoryBackend::shared` with a switch that makes every operation fail, as an outage does.
+#[derive(Clone)]
+struct Switchable {
+    inner: MemoryBackend,
+    down: Arc<AtomicBool>,
+}
+
+impl Switchable {
+    fn new(inner: MemoryBackend) -> Switchable {
+        Switchable {
+            inner,
+            down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), BackendError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(BackendError::new("backend is down (test switch)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Fails without calling the inner backend while down (`MemoryBackend` does its work when
+/// called, not when polled).
+macro_rules! guarded {
+    ($self:ident, $call:expr) => {{
+        match $self.check() {
+            Ok(()) => $call,
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }};
+}
+
+impl Backend for Switchable {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
+        guarded!(self, self.inner.get(key))
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        guarded!(self, self.inner.set(key, value, ttl))
+    }
+    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
+        guarded!(self, self.inner.delete(keys))
+    }
+    fn clear_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        guarded!(self, self.inner.clear_prefix(prefix))
+    }
+    fn shared_versions(&self) -> bool {
+        true
+    }
+    fn versions<'a>(
+        &'a self,
+        namespace: &'a str,
+        tables: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<u64>, BackendError>> {
+        guarded!(self, self.inner.versions(namespace, tables))
+    }
+    fn get_checked<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        tables: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Checked, BackendError>> {
+        guarded!(self, self.inner.get_checked(namespace, key, tables))
+    }
+    fn set_tracked<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &'a [(&'a str, u64)],
+        max_keys: usize,
+    ) -> BoxFuture<'a, Result<StoreOutcome, BackendError>> {
+        guarded!(
+            self,
+            self.inner
+                .set_tracked(namespace, key, value, ttl, tags, max_keys)
+        )
+    }
+    fn bump<'a>(
+        &'a self,
+        namespace: &'a str,
+        tables: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        guarded!(self, self.inner.bump(namespace, tables))
+    }
+    fn tracked<'a>(
+        &'a self,
+        namespace: &'a str,
+        table: &'a str,
+    ) -> BoxFuture<'a, Result<usize, BackendError>> {
+        guarded!(self, self.inner.tracked(namespace, table))
+    }
+}
+
+fn cache(backend: impl Backend) -> Cache {
+    Cache::with_backend(Settings::default(), backend).expect("default settings are valid")
+}
+
+fn key(cache: &Cache) -> Key {
+    cache.key(&FIND, &1_i64).expect("i64 serializes")
+}
+
+async fn read(cache: &Cache, value: &str) -> String {
+    cache
+        .get_or_load(key(cache), &["users"], Ttl::Forever, || async {
+            Ok::<_, Infallible>(value.to_owned())
+        })
+        .await
+        .unwrap_or_else(|e| match e {})
+}
+
+fn remote_key(cache: &Cache) -> String {
+    format!("{}:{}", cache.settings().namespace, key(cache))
+}
+
+#[tokio::test]
+async fn a_write_through_one_cache_makes_the_others_entry_stale() {
+    let store = MemoryBackend::shared(1_000);
+    let (a, b) = (cache(store.clone()), cache(store.clone()));
+    assert_eq!(read(&b, "ada").await, "ada");
+    assert_eq!(read(&a, "unused").await, "ada", "entries are shared");
+    assert_eq!(a.stats().loads, 0);
+    a.invalidate(&["users"]).await;
+    assert_eq!(read(&b, "lovelace").await, "lovelace");
+    assert_eq!(
+        store
+            .tracked(&a.settings().namespace, "users")
+            .await
+            .unwrap(),
+        1,
+        "the backend tracks the keys, once per key"
+    );
+    assert_eq!(a.tracked_keys("users"), 0, "nothing is tracked in process");
+}
+
+/// The read-time check: an entry tagged with versions from before a bump is a miss, even if
+/// it reaches the backend after the bump (a slow or replayed write that skipped the
+/// store-time check).
+#[tokio::test]
+async fn an_entry_tagged_before_a_bump_is_stale_whenever_it_arrives() {
+    let store = MemoryBackend::shared(1_000);
+    let (a, b) = (cache(store.clone()), cache(store.clone()));
+    assert_eq!(read(&b, "ada").await, "ada");
+    let old = store.get(&remote_key(&b)).await.unwrap().expect("stored");
+    a.invalidate(&["users"]).await;
+    store.set(&remote_key(&b), old, None).await.unwrap();
+    assert_eq!(read(&b, "lovelace").await, "lovelace");
+    assert_eq!(b.stats().stale, 1);
+}
+
+/// A load that captured the versions before a write must not store its result after it.
+#[tokio::test]
+async fn a_load_overtaken_by_a_write_stores_nothing() {
+    let store = MemoryBackend::shared(1_000);
+    let (a, b) = (cache(store.clone()), cache(store.clone()));
+    let loaded = b
+        .get_or_load(key(&b), &["users"], Ttl::Forever, || async {
+            a.invalidate(&["users"]).await;
+            Ok::<_, Infallible>("ada".to_owned())
+        })
+        .await
+        .unwrap_or_else(|e| match e {});
+    assert_eq!(loaded, "ada");
+    assert_eq!(store.get(&remote_key(&b)).await.unwrap(), None);
+    assert_eq!(read(&b, "lovelace").await, "lovelace");
+}
+
+/// Invariant 1 across an outage: an invalidation the backend missed is remembered, this
+/// cache serves nothing from the backend until it is delivered, and it is delivered before
+/// the first operation once the backend is back, so the other caches see it too.
+#[tokio::test]
+async fn an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back() {
+    let store = MemoryBackend::shared(1_000);
+    let a_side = Switchable::new(store.clone());
+    let (a, b) = (cache(a_side.clone()), cache(store.clone()));
+    assert_eq!(read(&b, "ada").await, "ada");
+    assert_eq!(read(&a, "unused").await, "ada");
+
+    a_side.set_down(true);
+    a.invalidate(&["users"]).await; // the write committed; the bump fails
+    assert_eq!(a.stats().backend_errors, 1);
+    assert_eq!(
+        read(&a, "lovelace").await,
+        "lovelace",
+        "down: the query runs"
+    );
+    // Only `a` is down: `b` still reads the old entry. That is the documented window.
+    assert_eq!(read(&b, "stale window").await, "ada");
+
+    a_side.set_down(false);
+    // Up, but the bump is not delivered yet: `a` delivers it before anything else, so its
+    // first read is fresh although the old entry is still in the backend.
+    assert_eq!(read(&a, "lovelace").await, "lovelace");
+    assert_eq!(a.stats().hits, 1, "only the read before the outage hit");
+    assert_eq!(
+        read(&b, "lovelace").await,
+        "lovelace",
+        "the delivered bump reaches every cache"
+    );
+    // Delivered once: `a` caches again.
+    assert_eq!(read(&a, "unused").await, "lovelace");
+    assert_eq!(a.stats().hits, 2);
+}
+
+/// While the pending bump still fails, nothing is read from or stored into the backend,
+/// even when other operations would succeed.
+#[tokio::test]
+async fn nothing_is_served_while_an_invalidation_is_undelivered() {
+    let store = MemoryBackend::shared(1_000);
+    let a_side = Switchable::new(store.clone());
+    let a = cache(a_side.clone());
+    assert_eq!(read(&a, "ada").await, "ada");
+    a_side.set_down(true);
+    a.invalidate(&["users"]).await;
+    for _ in 0..3 {
+        assert_eq!(read(&a, "lovelace").await, "lovelace");
+    }
+    let stats = a.stats();
+    assert_eq!((stats.hits, stats.loads), (0, 4), "{stats:?}");
+    assert!(stats.backend_errors >= 4, "{stats:?}");
+}
+
+/// A backend failing while versions are captured: the value is returned, not stored, and
+/// concurrent misses still share one load.
+#[tokio::test]
+async fn a_failed_capture_runs_the_query_and_stores_nothing() {
+    let store = MemoryBackend::shared(1_000);
+    let side = Switchable::new(store.clone());
+    let a = cache(side.clone());
+    side.set_down(true);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = || {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, Infallible>("ada".to_owned())
+        }
+    };
+    let k = key(&a);
+    let (x, y) = tokio::join!(
+        a.get_or_load(k, &["users"], Ttl::Forever, load),
+        a.get_or_load(k, &["users"], Ttl::Forever, load)
+    );
+    assert_eq!((x.unwrap(), y.unwrap()), ("ada".into(), "ada".into()));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "single-flight holds while down"
+    );
+    side.set_down(false);
+    assert_eq!(store.get(&remote_key(&a)).await.unwrap(), None);
+}
