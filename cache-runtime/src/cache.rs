@@ -11,7 +11,7 @@ use crate::backend::pending::PendingBumps;
 use crate::backend::{Backend, BackendError, StoreOutcome};
 use crate::envelope;
 use crate::flight::{Flights, Role, Shared, State};
-use crate::key::{BuildKeyHasher, Key, KeyError, KeyScope};
+use crate::key::{BuildKeyHasher, Key, KeyBuilder, KeyError, KeyScope, Namespace};
 use crate::output::{self, LoadOutput};
 use crate::sharded::Sharded;
 use crate::stats::{Counter, Counters, Stats};
@@ -53,6 +53,8 @@ struct Inner {
     settings: Settings,
     /// `"{namespace}:"`, the prefix of every remote key.
     prefix: String,
+    /// The namespace, interned for key building.
+    namespace: Namespace,
     store: Store,
     tables: Tables,
     flights: Flights,
@@ -140,6 +142,7 @@ impl Cache {
         Cache {
             inner: Arc::new(Inner {
                 prefix: format!("{}:", settings.namespace),
+                namespace: Namespace::intern(&settings.namespace),
                 tables: Tables::new(settings.max_keys_per_table),
                 settings,
                 store,
@@ -166,7 +169,12 @@ impl Cache {
     ///
     /// A [`KeyError`] when `args` fails to serialize.
     pub fn key<A: Serialize + ?Sized>(&self, scope: &KeyScope, args: &A) -> Result<Key, KeyError> {
-        Key::build(&self.inner.settings.namespace, scope, args)
+        Key::build_in(self.inner.namespace, scope, args)
+    }
+
+    /// The key of arguments written into `builder`, in this cache's namespace.
+    pub(crate) fn key_from(&self, builder: KeyBuilder, scope: &KeyScope) -> Key {
+        builder.finish(self.inner.namespace, scope)
     }
 
     /// Returns the cached value for `key`, or runs `loader`, caches its value for `ttl` and
@@ -198,10 +206,19 @@ impl Cache {
         if ttl == Ttl::Bypass || !self.inner.settings.enabled {
             return loader().await;
         }
-        if let Found::Hit(value) = self.lookup_in::<O::Value>(&key, tables).await {
+        // The hit path stays small and synchronous for the in-memory store. The miss path
+        // (flights, the store, the loader) and the remote lookup are boxed: inlined, they
+        // would make this future several times larger, and every hit would pay to move it.
+        let found = match &self.inner.store {
+            Store::Memory(map) => self.lookup_memory::<O::Value>(map, &key),
+            Store::Backend(backend) => {
+                Box::pin(self.lookup_backend::<O::Value>(backend.as_ref(), &key, tables)).await
+            }
+        };
+        if let Found::Hit(value) = found {
             return O::from_value(value);
         }
-        self.load(key, tables, ttl, loader).await
+        Box::pin(self.load(key, tables, ttl, loader)).await
     }
 
     /// Makes every cached read of `tables` stale, and deletes the keys they track.

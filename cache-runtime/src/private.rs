@@ -2,27 +2,24 @@
 //!
 //! Not a stable API: names here change with the macros that use them.
 
-use std::cell::RefCell;
 use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
 
+use crate::key::KeyBuilder;
 pub use crate::{Cache, CacheEntity, CacheValue, Key, KeyScope, LoadOutput, Ttl, global};
 pub use serde::Serialize;
 
 // ----- #[cached]: keys -----
 
-thread_local! {
-    static ARGS_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The keyed arguments of one call, encoded one by one with rmp-serde as they are pushed.
+/// The keyed arguments of one call, encoded one by one with rmp-serde as they are pushed,
+/// straight into the key's inline buffer.
 ///
 /// Pushing each argument separately (rather than building one tuple) puts the `Serialize`
 /// bound on each argument, so a missing impl is reported at that argument only. rmp values
 /// are self-delimiting, so the concatenation is unambiguous.
 pub struct KeyArgs {
-    buf: Vec<u8>,
+    builder: KeyBuilder,
     error: Option<String>,
 }
 
@@ -30,19 +27,16 @@ impl KeyArgs {
     #[inline]
     #[allow(clippy::new_without_default)]
     pub fn new() -> KeyArgs {
-        // Reuse this thread's buffer to keep allocation off the hit path.
-        let buf = ARGS_BUF
-            .try_with(|cell| cell.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        KeyArgs { buf, error: None }
+        KeyArgs {
+            builder: KeyBuilder::new(),
+            error: None,
+        }
     }
 
     #[inline]
     pub fn push<T: KeyArg + ?Sized>(&mut self, value: &T) {
         if self.error.is_none()
-            && let Err(e) = rmp_serde::encode::write(&mut self.buf, value)
+            && let Err(e) = rmp_serde::encode::write(self.builder.writer(), value)
         {
             self.error = Some(e.to_string());
         }
@@ -50,30 +44,11 @@ impl KeyArgs {
 
     /// The key of the pushed arguments in `cache`'s namespace, or why there is none.
     #[inline]
-    pub fn finish(mut self, cache: &Cache, scope: &KeyScope) -> Result<Key, String> {
-        let result = match self.error.take() {
+    pub fn finish(self, cache: &Cache, scope: &KeyScope) -> Result<Key, String> {
+        match self.error {
             Some(e) => Err(e),
-            None => cache
-                .key(scope, &Encoded(&self.buf))
-                .map_err(|e| e.to_string()),
-        };
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let _ = ARGS_BUF.try_with(|cell| {
-            if let Ok(mut slot) = cell.try_borrow_mut() {
-                *slot = buf;
-            }
-        });
-        result
-    }
-}
-
-/// Already-encoded arguments, written into the key as one binary blob.
-struct Encoded<'a>(&'a [u8]);
-
-impl Serialize for Encoded<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
+            None => Ok(cache.key_from(self.builder, scope)),
+        }
     }
 }
 
