@@ -31,11 +31,15 @@ pub(crate) struct Envelope<V> {
     pub(crate) value: V,
 }
 
+/// FNV-1a of the type's name: computed on every remote hit, so cheap rather than
+/// cryptographic (it tells types apart; it is no defence against a forged entry, which the
+/// backend's owner could write in any form anyway).
 fn type_id<V>() -> u64 {
-    let hash = blake3::hash(std::any::type_name::<V>().as_bytes());
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&hash.as_bytes()[..8]);
-    u64::from_le_bytes(word)
+    std::any::type_name::<V>()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 pub(crate) fn unix_ms(at: SystemTime) -> u64 {

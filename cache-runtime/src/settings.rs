@@ -115,8 +115,8 @@ impl fmt::Display for SettingsError {
             ),
             SettingsError::InvalidNamespace(ns) => write!(
                 f,
-                "settings.namespace {ns:?} contains whitespace, a control character, `*`, `?` \
-                 or `[`: use letters, digits and punctuation such as `-`, `_`, `:` or `.`"
+                "settings.namespace {ns:?} contains whitespace, a control character, `:`, `*`, \
+                 `?`, `[` or `]`: use letters, digits and punctuation such as `-`, `_` or `.`"
             ),
             SettingsError::ZeroMaxEntries => f.write_str(
                 "settings.max_entries is 0: the in-memory backend needs room for at least one \
@@ -146,13 +146,12 @@ impl Settings {
         if self.namespace.trim().is_empty() {
             return Err(SettingsError::EmptyNamespace);
         }
-        // Remote backends match `{namespace}:*` when clearing; glob characters or
-        // whitespace in the namespace would widen or break that match.
-        if self
-            .namespace
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '?' | '[' | ']'))
-        {
+        // Remote backends clear `{namespace}:*`: a `:` would let clearing namespace `a`
+        // reach into namespace `a:b`, and glob characters or whitespace would widen or
+        // break the match.
+        if self.namespace.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, ':' | '*' | '?' | '[' | ']')
+        }) {
             return Err(SettingsError::InvalidNamespace(self.namespace.clone()));
         }
         if self.max_entries == 0 {

@@ -100,6 +100,14 @@ fn invalid_values_fail_construction_not_later() {
             SettingsError::InvalidNamespace("a*".into()),
             "contains whitespace",
         ),
+        (
+            Settings {
+                namespace: "shop:eu".into(),
+                ..Settings::default()
+            },
+            SettingsError::InvalidNamespace("shop:eu".into()),
+            "contains whitespace",
+        ),
     ];
     for (settings, want, message) in cases {
         let err = Cache::new(settings.clone()).unwrap_err();
