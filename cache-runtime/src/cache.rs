@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -15,7 +15,7 @@ use crate::key::{BuildKeyHasher, Key, KeyBuilder, KeyError, KeyScope, Namespace}
 use crate::output::{self, LoadOutput};
 use crate::sharded::Sharded;
 use crate::stats::{Counter, Counters, Stats};
-use crate::tables::{Table, Tables};
+use crate::tables::{Table, Tables, Tracked};
 use crate::{CacheValue, Settings, SettingsError, Ttl};
 
 /// A query cache. Cheap to clone: clones share the same entries, tables and statistics.
@@ -61,6 +61,9 @@ struct Inner {
     counters: Counters,
     /// Tables whose invalidation a shared-versions backend has not taken yet.
     pending: PendingBumps,
+    /// Keys of invalidated tables whose (stale) entries the in-memory store still holds;
+    /// drained a few at a time by later stores.
+    sweep: Mutex<Vec<Tracked>>,
 }
 
 enum Store {
@@ -80,6 +83,18 @@ struct Tag {
     table: Arc<Table>,
     version: u64,
 }
+
+impl Slot {
+    /// Read before a write to one of its tables (or past its TTL): never served again.
+    fn is_dead(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| now >= d)
+            || self.tags.iter().any(|t| t.table.version() != t.version)
+    }
+}
+
+/// How many swept keys one store checks: enough to keep up with any invalidation rate a
+/// store rate can produce, small enough not to show on a miss (~1.7 µs).
+const SWEEP_BATCH: usize = 32;
 
 /// The table versions a load captured before running its query.
 struct Captured {
@@ -149,6 +164,7 @@ impl Cache {
                 flights: Flights::new(),
                 counters: Counters::default(),
                 pending: PendingBumps::default(),
+                sweep: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -232,6 +248,26 @@ impl Cache {
     /// backend until it has delivered the bump (retried before each backend operation),
     /// and other caches see the invalidation once it is delivered.
     pub async fn invalidate(&self, tables: &[&str]) {
+        if let Store::Memory(_) = &self.inner.store {
+            // The version bump is what makes entries stale; deleting them only frees memory.
+            // So the writer pays O(1) per table: the tracked keys are handed to the sweep,
+            // which later misses drain a few at a time.
+            let mut sweep = self
+                .inner
+                .sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for name in tables {
+                let table = self.inner.tables.get(name);
+                table.bump();
+                self.inner.counters.bump(Counter::Invalidations);
+                let tracked = table.take_tracking();
+                if !tracked.is_empty() {
+                    sweep.push(tracked);
+                }
+            }
+            return;
+        }
         let mut keys = Vec::new();
         for name in tables {
             let table = self.inner.tables.get(name);
@@ -252,8 +288,13 @@ impl Cache {
     pub async fn clear(&self) {
         for table in self.inner.tables.all() {
             table.bump();
-            table.take_keys();
+            table.take_tracking();
         }
+        self.inner
+            .sweep
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         match &self.inner.store {
             Store::Memory(map) => map.clear(),
             Store::Backend(backend) => {
@@ -601,6 +642,7 @@ impl Cache {
                 if evicted > 0 {
                     self.inner.counters.add(Counter::Evictions, evicted);
                 }
+                self.sweep(map, SWEEP_BATCH.max(2 * tables.len()));
             }
             Store::Backend(backend) => {
                 let tags: Vec<(&str, u64)> = tables
@@ -740,6 +782,39 @@ impl Cache {
             Err(e) => {
                 self.backend_error("bump", &e);
                 false
+            }
+        }
+    }
+
+    /// Deletes up to `budget` entries of invalidated tables, if they are still the stale
+    /// ones (a key refilled since its table was invalidated keeps its fresh entry). Each
+    /// store tracks one key per table it read and sweeps at least twice that, so the sweep
+    /// never falls behind.
+    fn sweep(&self, map: &Sharded<Key, Slot, BuildKeyHasher>, budget: usize) {
+        let mut keys = Vec::new();
+        {
+            let mut sweep = self
+                .inner
+                .sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            while keys.len() < budget {
+                let Some(tracked) = sweep.last_mut() else {
+                    break;
+                };
+                match tracked.pop_lru() {
+                    Some((key, ())) => keys.push(key),
+                    None => drop(sweep.pop()),
+                }
+            }
+        }
+        let now = Instant::now();
+        for key in keys {
+            let mut shard = map.lock(key.shard(map.mask()));
+            if shard.peek(&key).is_some_and(|slot| slot.is_dead(now)) {
+                let dead = shard.pop(&key);
+                drop(shard);
+                drop(dead);
             }
         }
     }

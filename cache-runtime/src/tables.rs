@@ -9,10 +9,13 @@ use lru::LruCache;
 
 use crate::key::{BuildKeyHasher, Key};
 
+/// The keys a table tracks, oldest first out.
+pub(crate) type Tracked = LruCache<Key, (), BuildKeyHasher>;
+
 pub(crate) struct Table {
     name: Box<str>,
     version: AtomicU64,
-    keys: Mutex<LruCache<Key, (), BuildKeyHasher>>,
+    keys: Mutex<Tracked>,
     max_keys: usize,
 }
 
@@ -46,10 +49,16 @@ impl Table {
 
     /// Stops tracking every key and returns them.
     pub(crate) fn take_keys(&self) -> Vec<Key> {
+        self.take_tracking().iter().map(|(k, ())| *k).collect()
+    }
+
+    /// Stops tracking every key and returns the set itself: O(1), whatever its size.
+    pub(crate) fn take_tracking(&self) -> Tracked {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let taken: Vec<Key> = keys.iter().map(|(k, ())| *k).collect();
-        keys.clear();
-        taken
+        std::mem::replace(
+            &mut *keys,
+            LruCache::unbounded_with_hasher(BuildKeyHasher::default()),
+        )
     }
 
     pub(crate) fn tracked(&self) -> usize {

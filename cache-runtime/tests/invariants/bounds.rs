@@ -94,3 +94,28 @@ async fn max_keys_per_table_bounds_tracking_and_deletes_the_oldest() {
         assert_eq!(calls.get(), 51);
     }
 }
+
+/// Mechanism: invalidation hands the tracked keys to a sweep that later stores drain, so
+/// the writer's cost does not grow with the keys tracked. Without the sweep the stale
+/// entries would only leave through LRU eviction; with an eager sweep that ignored fresh
+/// refills, key 5 would be deleted and reloaded.
+#[tokio::test]
+async fn invalidated_entries_are_swept_by_later_stores_and_refills_survive() {
+    let cache = Cache::new(Settings::default()).unwrap();
+    let calls = Calls::default();
+    fill(&cache, 0..100, &["users"], &calls).await;
+    assert_eq!(cache.entry_count(), Some(100));
+    cache.invalidate(&["users"]).await;
+    assert_eq!(cache.tracked_keys("users"), 0);
+
+    fill(&cache, 5..6, &["users"], &calls).await; // refilled after the write: fresh
+    fill(&cache, 1000..1004, &["posts"], &calls).await; // four more stores sweep the rest
+    assert_eq!(calls.get(), 105);
+    assert_eq!(
+        cache.entry_count(),
+        Some(1 + 4),
+        "only the fresh entries remain"
+    );
+    fill(&cache, 5..6, &["users"], &calls).await;
+    assert_eq!(calls.get(), 105, "the refilled entry was not swept");
+}
