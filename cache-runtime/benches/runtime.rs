@@ -17,7 +17,7 @@ use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
 
-/// A typical ~200-byte row (rmp-serde with field names: 207 bytes).
+/// A typical ~200-byte row (223 bytes as rmp-serde with field names).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Row {
     id: i64,
