@@ -6,11 +6,10 @@
 //! stay `users` and `posts`: they name what a write invalidates, not the physical table.
 //! Query runs are counted with `Cache::stats().loads`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cache_runtime::{Cache, CacheEntity, Settings, cached, invalidates};
-use cache_suite::{Dialect, Names, TempDb, guarded};
+use cache_suite::{Dialect, Names, TempDb};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, CacheEntity)]
@@ -42,46 +41,9 @@ macro_rules! scenarios {
 
         use super::*;
 
-        /// One test's pool, cache and tables.
-        #[derive(Clone)]
-        struct Fx {
-            pool: Pool<Db>,
-            cache: Cache,
-            t: Names,
-            _file: Option<Arc<TempDb>>,
-        }
+        cache_suite::fixture!();
 
         impl Fx {
-            /// Fresh tables and a fresh cache, or `None` when the server is not configured.
-            async fn setup(settings: Settings) -> Option<Fx> {
-                let (pool, file) = pool().await?;
-                let t = Names::new(DIALECT);
-                for statement in t.schema() {
-                    sqlx::query(statement).execute(&pool).await.expect("schema");
-                }
-                Some(Fx {
-                    pool,
-                    cache: Cache::new(settings).expect("valid settings"),
-                    t,
-                    _file: file.map(Arc::new),
-                })
-            }
-
-            /// Runs `body`, then drops the tables whether it passed or panicked.
-            async fn run<F, Fut>(self, body: F)
-            where
-                F: FnOnce(Fx) -> Fut,
-                Fut: std::future::Future<Output = ()> + Send + 'static,
-            {
-                let cleanup = async {
-                    for statement in self.t.teardown() {
-                        let _ = sqlx::query(statement).execute(&self.pool).await;
-                    }
-                };
-                guarded(body(self.clone()), cleanup).await;
-                self.pool.close().await;
-            }
-
             fn loads(&self) -> u64 {
                 self.cache.stats().loads
             }

@@ -8,11 +8,10 @@
 //! read see the new one.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::task::Poll;
 
 use cache_runtime::{Cache, CacheEntity, Settings, Transaction, cached, invalidates};
-use cache_suite::{Dialect, Names, TempDb, guarded};
+use cache_suite::{Dialect, Names, TempDb};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, CacheEntity)]
@@ -28,43 +27,9 @@ macro_rules! transaction_tests {
 
         use super::*;
 
-        #[derive(Clone)]
-        struct Fx {
-            pool: Pool<Db>,
-            cache: Cache,
-            t: Names,
-            _file: Option<Arc<TempDb>>,
-        }
+        cache_suite::fixture!();
 
         impl Fx {
-            async fn setup(settings: Settings) -> Option<Fx> {
-                let (pool, file) = pool().await?;
-                let t = Names::new(DIALECT);
-                for statement in t.schema() {
-                    sqlx::query(statement).execute(&pool).await.expect("schema");
-                }
-                Some(Fx {
-                    pool,
-                    cache: Cache::new(settings).expect("valid settings"),
-                    t,
-                    _file: file.map(Arc::new),
-                })
-            }
-
-            async fn run<F, Fut>(self, body: F)
-            where
-                F: FnOnce(Fx) -> Fut,
-                Fut: std::future::Future<Output = ()> + Send + 'static,
-            {
-                let cleanup = async {
-                    for statement in self.t.teardown() {
-                        let _ = sqlx::query(statement).execute(&self.pool).await;
-                    }
-                };
-                guarded(body(self.clone()), cleanup).await;
-                self.pool.close().await;
-            }
-
             /// `find_user(id)` through the pool, i.e. another connection than a
             /// transaction's: the name, and whether the cache served it.
             async fn read(&self, id: i64) -> (Option<String>, bool) {

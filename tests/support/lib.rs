@@ -216,3 +216,54 @@ where
         },
     }
 }
+
+/// Defines `Fx`, one test's pool, cache and tables, in a module that provides `Db`,
+/// `DIALECT` and `async fn pool() -> Option<(Pool<Db>, Option<TempDb>)>` (the server
+/// suites expand their scenarios once per database). `Fx::setup` creates fresh tables and
+/// a fresh cache, or returns `None` when the server is not configured; `Fx::run` runs a
+/// test body and drops the tables whether it passed or panicked.
+#[macro_export]
+macro_rules! fixture {
+    () => {
+        #[derive(Clone)]
+        struct Fx {
+            pool: ::sqlx::Pool<Db>,
+            cache: ::cache_runtime::Cache,
+            t: $crate::Names,
+            _file: ::core::option::Option<::std::sync::Arc<$crate::TempDb>>,
+        }
+
+        impl Fx {
+            async fn setup(settings: ::cache_runtime::Settings) -> ::core::option::Option<Fx> {
+                let (pool, file) = pool().await?;
+                let t = $crate::Names::new(DIALECT);
+                for statement in t.schema() {
+                    ::sqlx::query(statement)
+                        .execute(&pool)
+                        .await
+                        .expect("schema");
+                }
+                ::core::option::Option::Some(Fx {
+                    pool,
+                    cache: ::cache_runtime::Cache::new(settings).expect("valid settings"),
+                    t,
+                    _file: file.map(::std::sync::Arc::new),
+                })
+            }
+
+            async fn run<F, Fut>(self, body: F)
+            where
+                F: FnOnce(Fx) -> Fut,
+                Fut: ::std::future::Future<Output = ()> + Send + 'static,
+            {
+                let cleanup = async {
+                    for statement in self.t.teardown() {
+                        let _ = ::sqlx::query(statement).execute(&self.pool).await;
+                    }
+                };
+                $crate::guarded(body(self.clone()), cleanup).await;
+                self.pool.close().await;
+            }
+        }
+    };
+}
