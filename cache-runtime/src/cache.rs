@@ -85,10 +85,18 @@ struct Tag {
 }
 
 impl Slot {
-    /// Read before a write to one of its tables (or past its TTL): never served again.
-    fn is_dead(&self, now: Instant) -> bool {
-        self.deadline.is_some_and(|d| now >= d)
-            || self.tags.iter().any(|t| t.table.version() != t.version)
+    /// Why this entry may no longer be served (past its TTL, or read before a write to one
+    /// of its tables), counted under that reason; `None` while it may. `now` is only
+    /// called for an entry that has a TTL.
+    #[inline]
+    fn fault(&self, now: impl FnOnce() -> Instant) -> Option<Counter> {
+        if self.deadline.is_some_and(|d| now() >= d) {
+            Some(Counter::Expired)
+        } else if self.tags.iter().any(|t| t.table.version() != t.version) {
+            Some(Counter::Stale)
+        } else {
+            None
+        }
     }
 }
 
@@ -222,18 +230,12 @@ impl Cache {
         if ttl == Ttl::Bypass || !self.inner.settings.enabled {
             return loader().await;
         }
-        // The hit path stays small and synchronous for the in-memory store. The miss path
-        // (flights, the store, the loader) and the remote lookup are boxed: inlined, they
-        // would make this future several times larger, and every hit would pay to move it.
-        let found = match &self.inner.store {
-            Store::Memory(map) => self.lookup_memory::<O::Value>(map, &key),
-            Store::Backend(backend) => {
-                Box::pin(self.lookup_backend::<O::Value>(backend.as_ref(), &key, tables)).await
-            }
-        };
-        if let Found::Hit(value) = found {
+        if let Found::Hit(value) = self.lookup_in::<O::Value>(&key, tables).await {
             return O::from_value(value);
         }
+        // Boxed, like the remote lookup: inlined, the miss path (flights, the store, the
+        // loader) would make this future several times larger, and every hit would pay
+        // to move it.
         Box::pin(self.load(key, tables, ttl, loader)).await
     }
 
@@ -324,10 +326,14 @@ impl Cache {
 
     /// `tables` are the tables the read names: a backend with shared versions returns
     /// theirs with the entry, in one round trip.
+    /// The in-memory lookup is synchronous; the remote one is boxed so that this future
+    /// (part of every hit's) stays small.
     async fn lookup_in<V: CacheValue>(&self, key: &Key, tables: &[&str]) -> Found<V> {
         match &self.inner.store {
             Store::Memory(map) => self.lookup_memory(map, key),
-            Store::Backend(backend) => self.lookup_backend(backend.as_ref(), key, tables).await,
+            Store::Backend(backend) => {
+                Box::pin(self.lookup_backend(backend.as_ref(), key, tables)).await
+            }
         }
     }
 
@@ -343,14 +349,7 @@ impl Cache {
             let Some(slot) = shard.get(key) else {
                 return Found::Miss;
             };
-            let fault = if slot.deadline.is_some_and(|d| Instant::now() >= d) {
-                Some(Counter::Expired)
-            } else if slot.tags.iter().any(|t| t.table.version() != t.version) {
-                Some(Counter::Stale)
-            } else {
-                None
-            };
-            if let Some(counter) = fault {
+            if let Some(counter) = slot.fault(Instant::now) {
                 let dead = shard.pop(key);
                 drop(shard);
                 drop(dead);
@@ -811,7 +810,10 @@ impl Cache {
         let now = Instant::now();
         for key in keys {
             let mut shard = map.lock(key.shard(map.mask()));
-            if shard.peek(&key).is_some_and(|slot| slot.is_dead(now)) {
+            if shard
+                .peek(&key)
+                .is_some_and(|slot| slot.fault(|| now).is_some())
+            {
                 let dead = shard.pop(&key);
                 drop(shard);
                 drop(dead);
