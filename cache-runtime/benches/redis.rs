@@ -16,33 +16,10 @@ use std::time::{Duration, Instant};
 use cache_runtime::backend::{Backend, RedisBackend, RedisOptions};
 use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde::{Deserialize, Serialize};
 
-/// A typical ~200-byte row, as in the runtime benchmarks.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Row {
-    id: i64,
-    name: String,
-    email: String,
-    bio: String,
-    created_at: i64,
-    score: f64,
-    active: bool,
-}
+mod support;
 
-fn row(id: i64) -> Row {
-    Row {
-        id,
-        name: "Ada Lovelace".into(),
-        email: "ada.lovelace@analytical.engine".into(),
-        bio: "Wrote the first algorithm intended for a machine; translated and annotated \
-              Menabrea's memoir on the Analytical Engine."
-            .into(),
-        created_at: 1_700_000_000,
-        score: 0.97,
-        active: true,
-    }
-}
+use support::row;
 
 static FIND: KeyScope = KeyScope::new("bench::redis::find");
 

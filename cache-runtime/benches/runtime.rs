@@ -15,33 +15,10 @@ use std::time::Duration;
 use cache_runtime::backend::MemoryBackend;
 use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use serde::{Deserialize, Serialize};
 
-/// A typical ~200-byte row (223 bytes as rmp-serde with field names).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Row {
-    id: i64,
-    name: String,
-    email: String,
-    bio: String,
-    created_at: i64,
-    score: f64,
-    active: bool,
-}
+mod support;
 
-fn row(id: i64) -> Row {
-    Row {
-        id,
-        name: "Ada Lovelace".into(),
-        email: "ada.lovelace@analytical.engine".into(),
-        bio: "Wrote the first algorithm intended for a machine; translated and annotated \
-              Menabrea's memoir on the Analytical Engine."
-            .into(),
-        created_at: 1_700_000_000,
-        score: 97.5,
-        active: true,
-    }
-}
+use support::{Row, row};
 
 static FIND: KeyScope = KeyScope::new("bench::find_row");
 
