@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -11,11 +12,11 @@ use crate::backend::pending::PendingBumps;
 use crate::backend::{Backend, BackendError, StoreOutcome};
 use crate::envelope;
 use crate::flight::{Flights, Role, Shared, State};
-use crate::key::{BuildKeyHasher, Key, KeyBuilder, KeyError, KeyScope, Namespace};
+use crate::key::{Key, KeyBuilder, KeyError, KeyScope, Namespace};
 use crate::output::{self, LoadOutput};
-use crate::sharded::Sharded;
 use crate::stats::{Counter, Counters, Stats};
-use crate::tables::{Table, Tables, Tracked};
+use crate::store::{Inserted, Lookup, MemoryStore, Slot, Tags};
+use crate::tables::{Table, Tables, Tracked, Untracked};
 use crate::{CacheValue, Settings, SettingsError, Ttl};
 
 /// A query cache. Cheap to clone: clones share the same entries, tables and statistics.
@@ -63,41 +64,14 @@ struct Inner {
     pending: PendingBumps,
     /// Keys of invalidated tables whose (stale) entries the in-memory store still holds;
     /// drained a few at a time by later stores.
-    sweep: Mutex<Vec<Tracked>>,
+    sweep: Mutex<Vec<Tracked<u64>>>,
 }
 
 enum Store {
-    /// Decoded values behind `Arc`: a hit is a lookup and a clone, no decoding.
-    Memory(Sharded<Key, Slot, BuildKeyHasher>),
+    /// Decoded values: a hit is a lock-free lookup and a clone, no decoding.
+    Memory(MemoryStore),
     /// Any backend, through encoded envelopes.
     Backend(Box<dyn Backend>),
-}
-
-struct Slot {
-    value: Shared,
-    deadline: Option<Instant>,
-    tags: Box<[Tag]>,
-}
-
-struct Tag {
-    table: Arc<Table>,
-    version: u64,
-}
-
-impl Slot {
-    /// Why this entry may no longer be served (past its TTL, or read before a write to one
-    /// of its tables), counted under that reason; `None` while it may. `now` is only
-    /// called for an entry that has a TTL.
-    #[inline]
-    fn fault(&self, now: impl FnOnce() -> Instant) -> Option<Counter> {
-        if self.deadline.is_some_and(|d| now() >= d) {
-            Some(Counter::Expired)
-        } else if self.tags.iter().any(|t| t.table.version() != t.version) {
-            Some(Counter::Stale)
-        } else {
-            None
-        }
-    }
 }
 
 /// How many swept keys one store checks: enough to keep up with any invalidation rate a
@@ -136,10 +110,7 @@ impl Cache {
     /// A [`SettingsError`] when a setting is invalid (see [`Settings::validate`]).
     pub fn new(settings: Settings) -> Result<Cache, SettingsError> {
         settings.validate()?;
-        let store = Store::Memory(Sharded::new(
-            settings.max_entries,
-            BuildKeyHasher::default(),
-        ));
+        let store = Store::Memory(MemoryStore::new(settings.max_entries));
         Ok(Cache::build(settings, store))
     }
 
@@ -166,7 +137,11 @@ impl Cache {
             inner: Arc::new(Inner {
                 prefix: format!("{}:", settings.namespace),
                 namespace: Namespace::intern(&settings.namespace),
-                tables: Tables::new(settings.max_keys_per_table),
+                // The in-memory store finds entries by hash; a backend needs their keys.
+                tables: Tables::new(
+                    settings.max_keys_per_table,
+                    matches!(store, Store::Memory(_)),
+                ),
                 settings,
                 store,
                 flights: Flights::new(),
@@ -214,11 +189,70 @@ impl Cache {
     ///
     /// With [`Ttl::Bypass`], or when the cache is disabled, `loader` runs and nothing is
     /// read or stored.
-    pub async fn get_or_load<O, F, Fut>(
+    pub fn get_or_load<O, F, Fut>(
         &self,
         key: Key,
         tables: &[&str],
         ttl: impl Into<Ttl>,
+        loader: F,
+    ) -> impl Future<Output = O>
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        self.read_through(Ok(key), tables, ttl.into(), false, loader)
+    }
+
+    /// [`Cache::get_or_load`] for macro-generated code: a key that could not be built, or
+    /// `uncached` (a read inside a transaction), runs `loader` without the cache.
+    ///
+    /// A future written by hand rather than an `async fn`: its first poll answers an
+    /// in-memory hit directly, and everything else (a miss, a remote store, a bypass) runs
+    /// in one boxed future. So a hit never creates, moves or drops the miss path's state,
+    /// and the future it does build holds little more than its arguments. The lookup still
+    /// happens at the first poll, not at the call: a future created before a write and
+    /// awaited after it does not return what was cached before the write.
+    pub(crate) fn read_through<O, F, Fut>(
+        &self,
+        key: Result<Key, String>,
+        tables: &[&str],
+        ttl: Ttl,
+        uncached: bool,
+        loader: F,
+    ) -> impl Future<Output = O>
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let mut start = Some((key, loader));
+        let mut slow = None;
+        std::future::poll_fn(move |cx| {
+            if let Some((key, loader)) = start.take() {
+                let cached = !uncached && ttl != Ttl::Bypass && self.inner.settings.enabled;
+                if cached
+                    && let (Ok(key), Store::Memory(map)) = (&key, &self.inner.store)
+                    && let Found::Hit(value) = self.lookup_memory::<O::Value>(map, key)
+                {
+                    return Poll::Ready(O::from_value(value));
+                }
+                slow = Some(Box::pin(self.slow_path(key, tables, ttl, cached, loader)));
+            }
+            match &mut slow {
+                Some(future) => future.as_mut().poll(cx),
+                None => panic!("`Cache::get_or_load` future polled after completion"),
+            }
+        })
+    }
+
+    /// Everything but an in-memory hit: a remote lookup, then the load; or the loader alone.
+    async fn slow_path<O, F, Fut>(
+        &self,
+        key: Result<Key, String>,
+        tables: &[&str],
+        ttl: Ttl,
+        cached: bool,
         loader: F,
     ) -> O
     where
@@ -226,17 +260,22 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let ttl = ttl.into();
-        if ttl == Ttl::Bypass || !self.inner.settings.enabled {
-            return loader().await;
-        }
-        if let Found::Hit(value) = self.lookup_in::<O::Value>(&key, tables).await {
+        let key = match key {
+            Ok(key) if cached => key,
+            Ok(_) => return loader().await,
+            Err(error) => {
+                key_error(&error);
+                return loader().await;
+            }
+        };
+        if let Store::Backend(backend) = &self.inner.store
+            && let Found::Hit(value) = self
+                .lookup_backend::<O::Value>(backend.as_ref(), &key, tables)
+                .await
+        {
             return O::from_value(value);
         }
-        // Boxed, like the remote lookup: inlined, the miss path (flights, the store, the
-        // loader) would make this future several times larger, and every hit would pay
-        // to move it.
-        Box::pin(self.load(key, tables, ttl, loader)).await
+        self.load(key, tables, ttl, loader).await
     }
 
     /// Makes every cached read of `tables` stale, and deletes the keys they track.
@@ -263,7 +302,7 @@ impl Cache {
                 let table = self.inner.tables.get(name);
                 table.bump();
                 self.inner.counters.bump(Counter::Invalidations);
-                let tracked = table.take_tracking();
+                let tracked = table.take_hashes();
                 if !tracked.is_empty() {
                     sweep.push(tracked);
                 }
@@ -290,7 +329,7 @@ impl Cache {
     pub async fn clear(&self) {
         for table in self.inner.tables.all() {
             table.bump();
-            table.take_tracking();
+            drop(table.take_hashes());
         }
         self.inner
             .sweep
@@ -338,36 +377,19 @@ impl Cache {
     }
 
     #[inline]
-    fn lookup_memory<V: CacheValue>(
-        &self,
-        map: &Sharded<Key, Slot, BuildKeyHasher>,
-        key: &Key,
-    ) -> Found<V> {
+    fn lookup_memory<V: CacheValue>(&self, map: &MemoryStore, key: &Key) -> Found<V> {
         let counters = &self.inner.counters;
-        let value = {
-            let mut shard = map.lock(key.shard(map.mask()));
-            let Some(slot) = shard.get(key) else {
-                return Found::Miss;
-            };
-            if let Some(counter) = slot.fault(Instant::now) {
-                let dead = shard.pop(key);
-                drop(shard);
-                drop(dead);
-                counters.bump(counter);
-                return Found::Miss;
-            }
-            // Clone the `Arc`, not the value, under the lock: hold time stays constant
-            // whatever the value's size.
-            slot.value.clone()
-        };
-        match value.downcast_ref::<V>() {
-            Some(v) => {
+        match map.get::<V>(key) {
+            Lookup::Hit(value) => {
                 counters.bump(Counter::Hits);
-                Found::Hit(v.clone())
+                Found::Hit(value)
             }
-            None => {
-                // Only reachable by reusing one key for two value types by hand.
-                map.remove(key.shard(map.mask()), key);
+            Lookup::Miss => Found::Miss,
+            Lookup::Fault(counter) => {
+                counters.bump(counter);
+                Found::Miss
+            }
+            Lookup::WrongType => {
                 self.decode_error(key, &"entry holds a value of another type");
                 Found::Miss
             }
@@ -494,8 +516,7 @@ impl Cache {
                     return match output.into_value() {
                         Ok(value) => {
                             let shared: Shared = Arc::new(value.clone());
-                            self.store(key, &tables, &captured, ttl, &value, &shared)
-                                .await;
+                            self.store(key, &tables, &captured, ttl, &value).await;
                             guard.finish(State::Done(shared));
                             O::from_value(value)
                         }
@@ -539,9 +560,7 @@ impl Cache {
         self.inner.counters.bump(Counter::Loads);
         match loader().await.into_value() {
             Ok(value) => {
-                let shared: Shared = Arc::new(value.clone());
-                self.store(key, tables, &captured, ttl, &value, &shared)
-                    .await;
+                self.store(key, tables, &captured, ttl, &value).await;
                 O::from_value(value)
             }
             Err(output) => output,
@@ -602,7 +621,6 @@ impl Cache {
         captured: &Captured,
         ttl: Ttl,
         value: &V,
-        shared: &Shared,
     ) {
         if !self.inner.settings.cache_none && output::is_empty(value) {
             return;
@@ -625,21 +643,19 @@ impl Cache {
         };
         match &self.inner.store {
             Store::Memory(map) => {
-                let slot = Slot {
-                    value: shared.clone(),
+                let slot = Slot::new(
+                    Box::new(value.clone()),
                     deadline,
-                    tags: tables
-                        .iter()
-                        .zip(versions)
-                        .map(|(table, &version)| Tag {
-                            table: table.clone(),
-                            version,
-                        })
-                        .collect(),
-                };
-                let evicted = map.insert(key.shard(map.mask()), key, slot);
-                if evicted > 0 {
-                    self.inner.counters.add(Counter::Evictions, evicted);
+                    Tags::new(tables, versions),
+                );
+                match map.insert(key, slot) {
+                    Inserted::Stored { evicted } => {
+                        if evicted > 0 {
+                            self.inner.counters.add(Counter::Evictions, evicted);
+                        }
+                    }
+                    // Another live key has the same 64-bit hash: leave it be.
+                    Inserted::Collision => return,
                 }
                 self.sweep(map, SWEEP_BATCH.max(2 * tables.len()));
             }
@@ -669,16 +685,21 @@ impl Cache {
         }
         let mut dropped = Vec::new();
         for table in tables {
-            if let Some(oldest) = table.track(key) {
-                dropped.push(oldest);
+            match (table.track(&key), &self.inner.store) {
+                (None, _) => {}
+                (Some(Untracked::Hash(hash)), Store::Memory(map)) => {
+                    self.inner.counters.bump(Counter::TableEvictions);
+                    map.remove_hash_if(hash, |_| true);
+                }
+                (Some(Untracked::Key(oldest)), _) => {
+                    self.inner.counters.bump(Counter::TableEvictions);
+                    dropped.push(oldest);
+                }
+                // Tables track by hash exactly when the store is in memory.
+                (Some(Untracked::Hash(_)), Store::Backend(_)) => {}
             }
         }
-        if !dropped.is_empty() {
-            self.inner
-                .counters
-                .add(Counter::TableEvictions, dropped.len() as u64);
-            self.delete(&dropped).await;
-        }
+        self.delete(&dropped).await;
     }
 
     /// Stores through a backend that keeps versions and tracking itself: one call that
@@ -789,35 +810,27 @@ impl Cache {
     /// ones (a key refilled since its table was invalidated keeps its fresh entry). Each
     /// store tracks one key per table it read and sweeps at least twice that, so the sweep
     /// never falls behind.
-    fn sweep(&self, map: &Sharded<Key, Slot, BuildKeyHasher>, budget: usize) {
-        let mut keys = Vec::new();
+    fn sweep(&self, map: &MemoryStore, budget: usize) {
+        let mut hashes = Vec::new();
         {
             let mut sweep = self
                 .inner
                 .sweep
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            while keys.len() < budget {
+            while hashes.len() < budget {
                 let Some(tracked) = sweep.last_mut() else {
                     break;
                 };
-                match tracked.pop_lru() {
-                    Some((key, ())) => keys.push(key),
+                match tracked.pop_oldest() {
+                    Some(hash) => hashes.push(hash),
                     None => drop(sweep.pop()),
                 }
             }
         }
         let now = Instant::now();
-        for key in keys {
-            let mut shard = map.lock(key.shard(map.mask()));
-            if shard
-                .peek(&key)
-                .is_some_and(|slot| slot.fault(|| now).is_some())
-            {
-                let dead = shard.pop(&key);
-                drop(shard);
-                drop(dead);
-            }
+        for hash in hashes {
+            map.remove_hash_if(hash, |slot| slot.fault(|| now).is_some());
         }
     }
 
@@ -830,7 +843,7 @@ impl Cache {
         match &self.inner.store {
             Store::Memory(map) => {
                 for key in keys {
-                    drop(map.remove(key.shard(map.mask()), key));
+                    map.remove(key);
                 }
             }
             Store::Backend(backend) => {
@@ -872,6 +885,12 @@ impl Cache {
     }
 }
 
+#[cold]
+fn key_error(error: &dyn fmt::Display) {
+    tracing::warn!(target: "cache_runtime", error = %error,
+        "cache key arguments failed to serialize; running the query uncached");
+}
+
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let backend = match self.inner.store {
@@ -905,8 +924,5 @@ pub fn global() -> &'static Cache {
 }
 
 fn default_store() -> Store {
-    Store::Memory(Sharded::new(
-        Settings::default().max_entries,
-        BuildKeyHasher::default(),
-    ))
+    Store::Memory(MemoryStore::new(Settings::default().max_entries))
 }

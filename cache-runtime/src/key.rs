@@ -31,11 +31,13 @@ use serde::Serialize;
 
 const FINGERPRINT_CONTEXT: &str = "cache-runtime v1 function fingerprint";
 
-/// Bytes of material a key holds inline: 4 for the scope id, 4 for the namespace id, the
-/// rest for encoded arguments.
-const INLINE: usize = 56;
-const IDS: usize = 8;
-/// `Key::len` of a key that holds a digest rather than material.
+/// A key's bytes: its material's length, then the material: 2 bytes of scope id, 2 of
+/// namespace id, the rest encoded arguments (a whole `Key` is 56 bytes, compared as words).
+const BYTES: usize = 48;
+/// The most material a key holds inline.
+const INLINE: usize = BYTES - 1;
+const IDS: usize = 4;
+/// The length byte of a key that holds a digest rather than material.
 const DIGEST: u8 = u8::MAX;
 
 /// The identity of a cached function: a stable name plus, for macro-generated code, a hash
@@ -184,62 +186,108 @@ fn seed() -> &'static foldhash::fast::RandomState {
 #[derive(Clone, Copy)]
 pub struct Key {
     hash: u64,
-    /// Material length, or [`DIGEST`] when `bytes` starts with the digest.
-    len: u8,
-    bytes: [u8; INLINE],
+    /// The material's length (or [`DIGEST`], then the digest), the material, zeros.
+    bytes: [u8; BYTES],
 }
 
 /// Key material being assembled: inline while it fits, else spilled to the heap.
-struct Material {
-    inline: [u8; INLINE],
+pub(crate) struct Material {
+    scope: u32,
+    namespace: Namespace,
+    /// A key's bytes in the making: byte 0 is set by `finish`, the ids (when both fit in
+    /// 16 bits) and the encoded arguments follow.
+    inline: [u8; BYTES],
+    /// Material length.
     len: usize,
+    /// The material, once it no longer fits inline.
     spill: Vec<u8>,
 }
 
 impl Material {
-    fn new(scope: u32, namespace: Namespace) -> Material {
-        let mut inline = [0u8; INLINE];
-        inline[..4].copy_from_slice(&scope.to_le_bytes());
-        inline[4..IDS].copy_from_slice(&namespace.0.to_le_bytes());
-        Material {
-            inline,
+    #[inline]
+    pub(crate) fn new(scope: u32, namespace: Namespace) -> Material {
+        let mut material = Material {
+            scope: 0,
+            namespace: Namespace(0),
+            inline: [0u8; BYTES],
             len: IDS,
             spill: Vec::new(),
-        }
+        };
+        material.set_ids(scope, namespace);
+        material
     }
 
-    fn args(&self) -> &[u8] {
+    #[inline]
+    fn set_ids(&mut self, scope: u32, namespace: Namespace) {
+        self.scope = scope;
+        self.namespace = namespace;
+        // Ids past 16 bits (more than 65,536 cached functions or namespaces in one
+        // process) make `finish` take the digest: they are never truncated.
+        self.inline[1..3].copy_from_slice(&(scope as u16).to_le_bytes());
+        self.inline[3..1 + IDS].copy_from_slice(&(namespace.0 as u16).to_le_bytes());
+    }
+
+    /// Appends encoded argument bytes.
+    #[inline]
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        let end = self.len + data.len();
+        if end <= INLINE {
+            self.inline[1 + self.len..1 + end].copy_from_slice(data);
+        } else {
+            if self.len <= INLINE {
+                self.spill.extend_from_slice(&self.inline[1..1 + self.len]);
+            }
+            self.spill.extend_from_slice(data);
+        }
+        self.len = end;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Drops every byte past `len` (a length this material had before).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if self.len > INLINE {
+            self.spill.truncate(len);
+            if len <= INLINE {
+                self.inline[1..1 + len].copy_from_slice(&self.spill[..len]);
+                self.spill.clear();
+            }
+        }
+        if len <= INLINE {
+            self.inline[1 + len..].fill(0);
+        }
+        self.len = len;
+    }
+
+    pub(crate) fn args(&self) -> &[u8] {
         if self.len > INLINE {
             &self.spill[IDS..]
         } else {
-            &self.inline[IDS..self.len]
+            &self.inline[1 + IDS..1 + self.len]
         }
     }
 
-    fn finish(self) -> Key {
-        if self.len <= INLINE {
-            let hash = seed().hash_one(&self.inline[..self.len]);
+    #[inline]
+    fn finish(&mut self) -> Key {
+        let ids_fit = self.scope <= u32::from(u16::MAX) && self.namespace.0 <= u32::from(u16::MAX);
+        if self.len <= INLINE && ids_fit {
+            self.inline[0] = self.len as u8;
             Key {
-                hash,
-                len: self.len as u8,
+                hash: nonzero(seed().hash_one(&self.inline[..1 + self.len])),
                 bytes: self.inline,
             }
         } else {
-            let scope = u32::from_le_bytes([
-                self.inline[0],
-                self.inline[1],
-                self.inline[2],
-                self.inline[3],
-            ]);
-            let namespace = Namespace(u32::from_le_bytes([
-                self.inline[4],
-                self.inline[5],
-                self.inline[6],
-                self.inline[7],
-            ]));
-            Key::from_digest(digest(scope, namespace, self.args()))
+            Key::from_digest(digest(self.scope, self.namespace, self.args()))
         }
     }
+}
+
+/// Key hashes are never 0, so the in-memory store can mark free positions with it.
+#[inline]
+fn nonzero(hash: u64) -> u64 {
+    hash.max(1)
 }
 
 /// Builds a key from arguments written (rmp-encoded) one by one; the scope and namespace
@@ -252,21 +300,20 @@ impl KeyBuilder {
         KeyBuilder(Material::new(0, Namespace(0)))
     }
 
-    /// Where the encoded arguments go.
+    /// Appends one argument, encoded as rmp-serde does.
     #[inline]
-    pub(crate) fn writer(&mut self) -> &mut impl io::Write {
-        &mut self.0
+    pub(crate) fn push<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), rmp_serde::encode::Error> {
+        crate::key_encoder::encode(&mut self.0, value)
     }
 
     #[inline]
     pub(crate) fn finish(mut self, namespace: Namespace, scope: &KeyScope) -> Key {
-        let mut ids = [0u8; IDS];
-        ids[..4].copy_from_slice(&scope.id().to_le_bytes());
-        ids[4..].copy_from_slice(&namespace.0.to_le_bytes());
-        self.0.inline[..IDS].copy_from_slice(&ids);
-        if self.0.len > INLINE {
-            self.0.spill[..IDS].copy_from_slice(&ids);
-        }
+        // Only the inline buffer holds ids: spilled material is only ever digested, from
+        // `args()`.
+        self.0.set_ids(scope.id(), namespace);
         self.0.finish()
     }
 }
@@ -274,16 +321,7 @@ impl KeyBuilder {
 impl io::Write for Material {
     #[inline]
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let end = self.len + data.len();
-        if end <= INLINE {
-            self.inline[self.len..end].copy_from_slice(data);
-        } else {
-            if self.len <= INLINE {
-                self.spill.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.spill.extend_from_slice(data);
-        }
-        self.len = end;
+        self.push(data);
         Ok(data.len())
     }
 
@@ -327,17 +365,17 @@ impl Key {
         args: &A,
     ) -> Result<Key, KeyError> {
         let mut material = Material::new(scope.id(), namespace);
-        rmp_serde::encode::write(&mut material, args).map_err(|e| KeyError(e.to_string()))?;
+        crate::key_encoder::encode(&mut material, args).map_err(|e| KeyError(e.to_string()))?;
         Ok(material.finish())
     }
 
     fn from_digest(digest: [u8; 32]) -> Key {
-        let mut bytes = [0u8; INLINE];
-        bytes[..32].copy_from_slice(&digest);
+        let mut bytes = [0u8; BYTES];
+        // A length no material has: the two kinds never compare equal.
+        bytes[0] = DIGEST;
+        bytes[1..33].copy_from_slice(&digest);
         Key {
-            // `len` differs from every material key's, so the two kinds never compare equal.
-            hash: seed().hash_one(digest),
-            len: DIGEST,
+            hash: nonzero(seed().hash_one(digest)),
             bytes,
         }
     }
@@ -346,23 +384,19 @@ impl Key {
     /// Remote backends store entries under its hex form (this key's `Display`).
     pub fn digest(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
-        if self.len == DIGEST {
-            out.copy_from_slice(&self.bytes[..32]);
+        if self.bytes[0] == DIGEST {
+            out.copy_from_slice(&self.bytes[1..33]);
             return out;
         }
-        let word = |i: usize| {
-            u32::from_le_bytes([
-                self.bytes[i],
-                self.bytes[i + 1],
-                self.bytes[i + 2],
-                self.bytes[i + 3],
-            ])
-        };
-        digest(
-            word(0),
-            Namespace(word(4)),
-            &self.bytes[IDS..self.len as usize],
-        )
+        let id = |i: usize| u32::from(u16::from_le_bytes([self.bytes[i], self.bytes[i + 1]]));
+        let len = usize::from(self.bytes[0]);
+        digest(id(1), Namespace(id(3)), &self.bytes[1 + IDS..1 + len])
+    }
+
+    /// The in-process hash (seeded per process, never 0).
+    #[inline]
+    pub(crate) fn hash_value(&self) -> u64 {
+        self.hash
     }
 
     #[inline]
@@ -378,7 +412,19 @@ impl PartialEq for Key {
         // Bytes past the material are always zero (both constructors start from zeroed
         // arrays), so comparing the whole fixed-size array is exact, and cheaper than a
         // variable-length compare.
-        self.hash == other.hash && self.len == other.len && self.bytes == other.bytes
+        if self.hash != other.hash {
+            return false;
+        }
+        // As six words, or-ing their differences: no call to `memcmp`, no early exits on
+        // a hit (where every word matches).
+        let word = |b: &[u8; BYTES], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_ne_bytes(w)
+        };
+        (0..BYTES / 8).fold(0, |diff, i| {
+            diff | (word(&self.bytes, i) ^ word(&other.bytes, i))
+        }) == 0
     }
 }
 

@@ -2,7 +2,6 @@
 //!
 //! Not a stable API: names here change with the macros that use them.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
 
@@ -36,7 +35,7 @@ impl KeyArgs {
     #[inline]
     pub fn push<T: KeyArg + ?Sized>(&mut self, value: &T) {
         if self.error.is_none()
-            && let Err(e) = rmp_serde::encode::write(self.builder.writer(), value)
+            && let Err(e) = self.builder.push(value)
         {
             self.error = Some(e.to_string());
         }
@@ -65,31 +64,20 @@ impl<T: Serialize + ?Sized> KeyArg for T {}
 
 /// Runs a cached read: through the cache when the key could be built, else uncached (the
 /// cache never breaks a call).
-pub async fn load<O, F, Fut>(
+#[inline]
+pub fn load<O, F, Fut>(
     cache: &Cache,
     key: Result<Key, String>,
     tables: &[&str],
     ttl: Ttl,
     loader: F,
-) -> O
+) -> impl Future<Output = O>
 where
     O: LoadOutput,
     F: FnOnce() -> Fut,
     Fut: Future<Output = O>,
 {
-    match key {
-        Ok(key) => cache.get_or_load(key, tables, ttl, loader).await,
-        Err(error) => {
-            key_error(&error);
-            loader().await
-        }
-    }
-}
-
-#[cold]
-fn key_error(error: &dyn Display) {
-    tracing::warn!(target: "cache_runtime", error = %error,
-        "cache key arguments failed to serialize; running the query uncached");
+    cache.read_through(key, tables, ttl, false, loader)
 }
 
 // ----- #[cached]: tables and default TTL from the returned entity -----
@@ -247,24 +235,21 @@ impl<T: ?Sized> OtherRead for &TxRead<'_, T> {
 }
 
 /// [`load`] for a read that may receive a transaction: through one, `loader` just runs.
-pub async fn load_in<O, F, Fut>(
+#[inline]
+pub fn load_in<O, F, Fut>(
     cache: &Cache,
     key: Result<Key, String>,
     tables: &[&str],
     ttl: Ttl,
     in_transaction: bool,
     loader: F,
-) -> O
+) -> impl Future<Output = O>
 where
     O: LoadOutput,
     F: FnOnce() -> Fut,
     Fut: Future<Output = O>,
 {
-    if in_transaction {
-        loader().await
-    } else {
-        load(cache, key, tables, ttl, loader).await
-    }
+    cache.read_through(key, tables, ttl, in_transaction, loader)
 }
 
 /// A parameter of an `#[invalidates]` function whose type is named `Transaction`, for the

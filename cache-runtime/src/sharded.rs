@@ -1,5 +1,5 @@
-//! A capacity-bounded LRU split into independently locked shards, so that hits on
-//! different keys do not serialize on one lock.
+//! A capacity-bounded LRU split into independently locked shards, for
+//! [`MemoryBackend`](crate::backend::MemoryBackend)'s encoded entries.
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -18,7 +18,6 @@ pub(crate) struct Sharded<K, V, S> {
     shards: Box<[Shard<K, V, S>]>,
     mask: usize,
     per_shard: usize,
-    hasher: S,
 }
 
 impl<K: Hash + Eq, V, S: BuildHasher + Clone> Sharded<K, V, S> {
@@ -38,12 +37,7 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Sharded<K, V, S> {
             shards,
             mask: count - 1,
             per_shard: capacity / count,
-            hasher,
         }
-    }
-
-    pub(crate) fn mask(&self) -> usize {
-        self.mask
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -77,10 +71,6 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Sharded<K, V, S> {
         evicted.len() as u64
     }
 
-    pub(crate) fn remove(&self, index: usize, key: &K) -> Option<V> {
-        self.lock(index).pop(key)
-    }
-
     pub(crate) fn len(&self) -> usize {
         (0..self.shards.len()).map(|i| self.lock(i).len()).sum()
     }
@@ -100,15 +90,6 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Sharded<K, V, S> {
             for k in doomed {
                 shard.pop(&k);
             }
-        }
-    }
-
-    pub(crate) fn clear(&self) {
-        for i in 0..self.shards.len() {
-            let fresh = LruCache::unbounded_with_hasher(self.hasher.clone());
-            let old = std::mem::replace(&mut *self.lock(i), fresh);
-            // Values are dropped outside the lock.
-            drop(old);
         }
     }
 }

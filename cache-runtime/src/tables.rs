@@ -1,22 +1,91 @@
 //! Per-table state: the version that makes reads fresh, and the bounded set of keys a
 //! write must delete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use lru::LruCache;
-
 use crate::key::{BuildKeyHasher, Key};
 
-/// The keys a table tracks, oldest first out.
-pub(crate) type Tracked = LruCache<Key, (), BuildKeyHasher>;
+/// A set of tracked ids, oldest first out: tracking an id already tracked changes nothing.
+pub(crate) struct Tracked<T> {
+    set: HashSet<T, BuildKeyHasher>,
+    order: VecDeque<T>,
+}
+
+impl<T: Copy + Hash + Eq> Tracked<T> {
+    fn new() -> Tracked<T> {
+        Tracked {
+            set: HashSet::default(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Tracks `id`; returns the oldest id when more than `max` are now tracked.
+    fn track(&mut self, id: T, max: usize) -> Option<T> {
+        if !self.set.insert(id) {
+            return None;
+        }
+        self.order.push_back(id);
+        if self.order.len() > max {
+            self.pop_oldest()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn pop_oldest(&mut self) -> Option<T> {
+        let id = self.order.pop_front()?;
+        self.set.remove(&id);
+        Some(id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// What a table tracks its reads by: the in-memory store finds entries by their key's
+/// 64-bit hash (8 bytes per tracked read); a backend needs the whole key to name them.
+enum Tracking {
+    Hashes(Tracked<u64>),
+    Keys(Tracked<Key>),
+}
+
+impl Tracking {
+    fn new(by_hash: bool) -> Tracking {
+        if by_hash {
+            Tracking::Hashes(Tracked::new())
+        } else {
+            Tracking::Keys(Tracked::new())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Tracking::Hashes(t) => t.len(),
+            Tracking::Keys(t) => t.len(),
+        }
+    }
+}
+
+/// A read a table stopped tracking (its entry must be deleted).
+pub(crate) enum Untracked {
+    Hash(u64),
+    Key(Key),
+}
 
 pub(crate) struct Table {
     name: Box<str>,
     version: AtomicU64,
-    keys: Mutex<Tracked>,
+    keys: Mutex<Tracking>,
     max_keys: usize,
+    by_hash: bool,
 }
 
 impl Table {
@@ -35,30 +104,38 @@ impl Table {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Tracks `key` as read from this table; returns the oldest key when the table now
+    /// Tracks `key` as read from this table; returns the oldest read when the table now
     /// tracks more than `max_keys` (it is no longer tracked and must be deleted).
-    pub(crate) fn track(&self, key: Key) -> Option<Key> {
+    pub(crate) fn track(&self, key: &Key) -> Option<Untracked> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.put(key, ());
-        if keys.len() > self.max_keys {
-            keys.pop_lru().map(|(k, ())| k)
-        } else {
-            None
+        match &mut *keys {
+            Tracking::Hashes(t) => t
+                .track(key.hash_value(), self.max_keys)
+                .map(Untracked::Hash),
+            Tracking::Keys(t) => t.track(*key, self.max_keys).map(Untracked::Key),
         }
     }
 
-    /// Stops tracking every key and returns them.
-    pub(crate) fn take_keys(&self) -> Vec<Key> {
-        self.take_tracking().iter().map(|(k, ())| *k).collect()
+    /// Stops tracking every read and returns the set: O(1), whatever its size.
+    fn take(&self) -> Tracking {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *keys, Tracking::new(self.by_hash))
     }
 
-    /// Stops tracking every key and returns the set itself: O(1), whatever its size.
-    pub(crate) fn take_tracking(&self) -> Tracked {
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(
-            &mut *keys,
-            LruCache::unbounded_with_hasher(BuildKeyHasher::default()),
-        )
+    /// Stops tracking every read and returns their keys (a backend's tables).
+    pub(crate) fn take_keys(&self) -> Vec<Key> {
+        match self.take() {
+            Tracking::Keys(t) => t.order.into(),
+            Tracking::Hashes(_) => Vec::new(),
+        }
+    }
+
+    /// Stops tracking every read and returns their hashes (the in-memory store's tables).
+    pub(crate) fn take_hashes(&self) -> Tracked<u64> {
+        match self.take() {
+            Tracking::Hashes(t) => t,
+            Tracking::Keys(_) => Tracked::new(),
+        }
     }
 
     pub(crate) fn tracked(&self) -> usize {
@@ -74,6 +151,8 @@ impl Table {
 pub(crate) struct Tables {
     map: RwLock<HashMap<Box<str>, Arc<Table>>>,
     max_keys: usize,
+    /// Whether tables track reads by hash (the in-memory store) or by key (a backend).
+    by_hash: bool,
     /// First version of every table. Random per cache instance, so an entry left in a
     /// remote backend by another process (or an earlier run) whose versions this process
     /// does not share never matches by accident.
@@ -81,13 +160,14 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    pub(crate) fn new(max_keys: usize) -> Tables {
+    pub(crate) fn new(max_keys: usize, by_hash: bool) -> Tables {
         use std::hash::{BuildHasher, RandomState};
         // The top bit stays clear so versions never wrap in practice.
         let epoch = RandomState::new().hash_one(std::time::SystemTime::now()) >> 1;
         Tables {
             map: RwLock::new(HashMap::new()),
             max_keys,
+            by_hash,
             epoch,
         }
     }
@@ -107,8 +187,9 @@ impl Tables {
                 Arc::new(Table {
                     name: name.into(),
                     version: AtomicU64::new(self.epoch),
-                    keys: Mutex::new(LruCache::unbounded_with_hasher(BuildKeyHasher::default())),
+                    keys: Mutex::new(Tracking::new(self.by_hash)),
                     max_keys: self.max_keys,
+                    by_hash: self.by_hash,
                 })
             })
             .clone()

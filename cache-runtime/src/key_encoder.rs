@@ -1,0 +1,567 @@
+//! Key arguments to MessagePack, byte for byte as rmp-serde writes them, without its
+//! generic writer layers for the values keys are mostly made of.
+//!
+//! Integers, booleans, strings, chars, units, options, newtypes, unit variants, tuples,
+//! sequences of known length and structs are written here directly (an `i64` id took ~100 instructions through
+//! rmp-serde's `io::Write` chain; a handful here). Anything else (maps, enum variants with
+//! data, bytes, floats, 128-bit integers) makes the whole value be written again by rmp-serde itself. So the
+//! encoding, and with it every stable key digest, is rmp-serde's in every case: `tests`
+//! compares the two on values of every kind.
+
+use serde::Serialize;
+use serde::ser::{self, Impossible};
+
+use crate::key::Material;
+
+/// Encodes `value` into `material` exactly as `rmp_serde::encode::write` would.
+#[inline]
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    material: &mut Material,
+    value: &T,
+) -> Result<(), rmp_serde::encode::Error> {
+    let start = material.len();
+    match value.serialize(KeyEncoder { material }) {
+        Ok(()) => Ok(()),
+        Err(Error::Delegate) => {
+            material.truncate(start);
+            rmp_serde::encode::write(material, value)
+        }
+        Err(Error::Custom(message)) => Err(rmp_serde::encode::Error::Syntax(message)),
+    }
+}
+
+/// Small, so that results pass in registers.
+#[derive(Debug)]
+enum Error {
+    /// A value this encoder leaves to rmp-serde.
+    Delegate,
+    /// A `Serialize` impl failed.
+    Custom(String),
+}
+
+fn delegate() -> Error {
+    Error::Delegate
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Delegate => f.write_str("left to rmp-serde"),
+            Error::Custom(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl ser::Error for Error {
+    fn custom<T: std::fmt::Display>(message: T) -> Error {
+        Error::Custom(message.to_string())
+    }
+}
+
+struct KeyEncoder<'m> {
+    material: &'m mut Material,
+}
+
+impl<'m> KeyEncoder<'m> {
+    #[inline]
+    fn uint(self, v: u64) {
+        let m = self.material;
+        match v {
+            0..=0x7f => m.push(&[v as u8]),
+            0x80..=0xff => m.push(&[0xcc, v as u8]),
+            0x100..=0xffff => {
+                m.push(&[0xcd]);
+                m.push(&(v as u16).to_be_bytes());
+            }
+            0x1_0000..=0xffff_ffff => {
+                m.push(&[0xce]);
+                m.push(&(v as u32).to_be_bytes());
+            }
+            _ => {
+                m.push(&[0xcf]);
+                m.push(&v.to_be_bytes());
+            }
+        }
+    }
+
+    #[inline]
+    fn sint(self, v: i64) {
+        if v >= 0 {
+            // rmp writes non-negative signed values as unsigned ones.
+            return self.uint(v as u64);
+        }
+        let m = self.material;
+        match v {
+            -32..=-1 => m.push(&[v as u8]),
+            -128..=-33 => m.push(&[0xd0, v as u8]),
+            -32768..=-129 => {
+                m.push(&[0xd1]);
+                m.push(&(v as i16).to_be_bytes());
+            }
+            -2_147_483_648..=-32769 => {
+                m.push(&[0xd2]);
+                m.push(&(v as i32).to_be_bytes());
+            }
+            _ => {
+                m.push(&[0xd3]);
+                m.push(&v.to_be_bytes());
+            }
+        }
+    }
+
+    #[inline]
+    fn str(self, v: &str) -> Result<(), Error> {
+        let m = self.material;
+        let len = v.len();
+        if len < 32 {
+            m.push(&[0xa0 | len as u8]);
+        } else if len < 0x100 {
+            m.push(&[0xd9, len as u8]);
+        } else if len < 0x1_0000 {
+            m.push(&[0xda]);
+            m.push(&(len as u16).to_be_bytes());
+        } else {
+            // Past u32::MAX, rmp-serde reports the error.
+            let len = u32::try_from(len).map_err(|_| delegate())?;
+            m.push(&[0xdb]);
+            m.push(&len.to_be_bytes());
+        }
+        m.push(v.as_bytes());
+        Ok(())
+    }
+}
+
+fn array_len(m: &mut Material, len: usize) -> Result<(), Error> {
+    match len {
+        0..=15 => m.push(&[0x90 | len as u8]),
+        16..=0xffff => {
+            m.push(&[0xdc]);
+            m.push(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            let len = u32::try_from(len).map_err(|_| delegate())?;
+            m.push(&[0xdd]);
+            m.push(&len.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// The elements of a tuple, sequence or struct, after its array header.
+struct Elements<'m> {
+    material: &'m mut Material,
+}
+
+impl Elements<'_> {
+    #[inline]
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        value.serialize(KeyEncoder {
+            material: self.material,
+        })
+    }
+}
+
+impl ser::SerializeSeq for Elements<'_> {
+    type Ok = ();
+    type Error = Error;
+    #[inline]
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for Elements<'_> {
+    type Ok = ();
+    type Error = Error;
+    #[inline]
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleStruct for Elements<'_> {
+    type Ok = ();
+    type Error = Error;
+    #[inline]
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for Elements<'_> {
+    type Ok = ();
+    type Error = Error;
+    /// rmp-serde's default writes a struct as the array of its field values.
+    #[inline]
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<'m> ser::Serializer for KeyEncoder<'m> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Elements<'m>;
+    type SerializeTuple = Elements<'m>;
+    type SerializeTupleStruct = Elements<'m>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = Elements<'m>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    #[inline]
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.material.push(&[if v { 0xc3 } else { 0xc2 }]);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
+        self.sint(v.into());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
+        self.sint(v.into());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
+        self.sint(v.into());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
+        self.sint(v);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
+        self.uint(v.into());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
+        self.uint(v.into());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
+        self.uint(v.into());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
+        self.uint(v);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_i128(self, _: i128) -> Result<(), Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_u128(self, _: u128) -> Result<(), Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_f32(self, _: f32) -> Result<(), Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_f64(self, _: f64) -> Result<(), Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_char(self, v: char) -> Result<(), Error> {
+        self.str(v.encode_utf8(&mut [0; 4]))
+    }
+
+    #[inline]
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        self.str(v)
+    }
+
+    #[inline]
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_none(self) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+
+    #[inline]
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+
+    #[inline]
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.material.push(&[0xc0]);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+        array_len(self.material, 0)
+    }
+
+    #[inline]
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        self.str(variant)
+    }
+
+    #[inline]
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        // rmp-serde gives one newtype name (its extension type) a meaning of its own.
+        if name == rmp_serde::MSGPACK_EXT_STRUCT_NAME {
+            return Err(delegate());
+        }
+        value.serialize(self)
+    }
+
+    #[inline]
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_seq(self, len: Option<usize>) -> Result<Elements<'m>, Error> {
+        // rmp-serde buffers a sequence of unknown length: leave those to it.
+        array_len(self.material, len.ok_or_else(delegate)?)?;
+        Ok(Elements {
+            material: self.material,
+        })
+    }
+
+    #[inline]
+    fn serialize_tuple(self, len: usize) -> Result<Elements<'m>, Error> {
+        array_len(self.material, len)?;
+        Ok(Elements {
+            material: self.material,
+        })
+    }
+
+    #[inline]
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Elements<'m>, Error> {
+        self.serialize_tuple(len)
+    }
+
+    #[inline]
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(delegate())
+    }
+
+    #[inline]
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Elements<'m>, Error> {
+        self.serialize_tuple(len)
+    }
+
+    #[inline]
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(delegate())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    use super::*;
+    use crate::key::Namespace;
+
+    fn same<T: Serialize + ?Sized + std::fmt::Debug>(value: &T) {
+        let mut material = Material::new(0, Namespace::intern("ns"));
+        encode(&mut material, value).unwrap();
+        let ours = material.args().to_vec();
+        assert_eq!(ours, rmp_serde::to_vec(value).unwrap(), "{value:?}");
+    }
+
+    #[derive(Serialize, Debug)]
+    struct User {
+        id: i64,
+        email: String,
+        tags: Vec<u8>,
+        nested: Option<(bool, char)>,
+    }
+
+    #[derive(Serialize, Debug)]
+    struct Tuple(u32, i8);
+
+    #[derive(Serialize, Debug)]
+    struct Unit;
+
+    #[derive(Serialize, Debug)]
+    struct Newtype(i64);
+
+    #[derive(Serialize, Debug)]
+    enum Kind {
+        A,
+        B(i64),
+        C { x: i64 },
+        D(i64, i64),
+    }
+
+    #[test]
+    fn writes_what_rmp_serde_writes() {
+        let ints: Vec<i64> = vec![
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65535,
+            65536,
+            4_294_967_295,
+            4_294_967_296,
+            i64::MAX,
+            -1,
+            -32,
+            -33,
+            -128,
+            -129,
+            -32768,
+            -32769,
+            -2_147_483_648,
+            -2_147_483_649,
+            i64::MIN,
+        ];
+        for &i in &ints {
+            same(&i);
+            same(&(i as i32));
+            same(&(i as i16));
+            same(&(i as i8));
+            same(&(i as u64));
+            same(&(i as u32));
+            same(&(i as u16));
+            same(&(i as u8));
+        }
+        same(&u64::MAX);
+        for len in [0, 1, 31, 32, 255, 256, 65535, 65536] {
+            same(&"é".repeat(len / 2));
+            same(&"x".repeat(len));
+            same(&vec![7_u8; len]);
+        }
+        same(&true);
+        same(&false);
+        same(&'x');
+        same(&'€');
+        same(&());
+        same(&None::<i64>);
+        same(&Some(5_i64));
+        same(&(1_i64, "x"));
+        same(&(1_i64, (2_u8, [3_i16, -4])));
+        same(&Tuple(7, -7));
+        same(&Unit);
+        same(&Newtype(3));
+        same(&User {
+            id: 42,
+            email: "a@example.com".into(),
+            tags: vec![1, 2, 3],
+            nested: Some((true, 'z')),
+        });
+        same(&[Kind::A, Kind::B(1), Kind::C { x: 2 }, Kind::D(3, 4)]);
+        same(&(1_i64, Kind::A));
+        same(&1.5_f64);
+        same(&(2_i64, 1.5_f32));
+        same(&BTreeMap::from([(1, "a"), (2, "b")]));
+        same(&(3_i64, BTreeMap::from([(1, "a")])));
+        same(&serde_bytes_like());
+        same(&1_i128);
+        same(&[Kind::A, Kind::A]);
+        same(&u128::MAX);
+    }
+
+    /// A value serialized as bytes, as `serde_bytes` would.
+    fn serde_bytes_like() -> impl Serialize + std::fmt::Debug {
+        #[derive(Debug)]
+        struct Bytes;
+        impl Serialize for Bytes {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(b"raw")
+            }
+        }
+        (1_u8, Bytes)
+    }
+
+    #[test]
+    fn a_sequence_of_unknown_length_is_left_to_rmp_serde() {
+        #[derive(Debug)]
+        struct Unknown;
+        impl Serialize for Unknown {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use ser::SerializeSeq;
+                let mut seq = s.serialize_seq(None)?;
+                seq.serialize_element(&1)?;
+                seq.end()
+            }
+        }
+        same(&(5_i64, Unknown));
+    }
+}

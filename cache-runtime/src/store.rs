@@ -1,0 +1,465 @@
+//! The in-memory store: decoded values in a concurrent map whose reads take no lock and
+//! write nothing shared, bounded by a CLOCK (second-chance) eviction policy.
+//!
+//! Reads go straight to a [`papaya`] map: a hit is a lock-free probe, a check of the
+//! entry's deadline and table versions, and a clone of the value. The only write a hit may
+//! make is setting the entry's reference bit, and only when it is not set already, so
+//! repeated hits on an entry leave its cache line shared between cores.
+//!
+//! Writes (stores, removals, evictions) lock one of up to 64 shards, chosen by the key's
+//! hash. A shard owns a ring of positions, one per entry it holds, and at most `per_shard`
+//! of them: a new entry takes a free position, or the CLOCK hand sweeps the ring, clearing
+//! reference bits, until it finds an entry not read since the hand last passed (or one
+//! that can no longer be served), and evicts it. Every change to the map happens under the
+//! shard lock of its key, so the ring and the map always agree and the bound is exact.
+//!
+//! The ring holds keys' 64-bit hashes, not the keys: a store whose key hash equals a
+//! different live key's is skipped (a miss, never a wrong value), so a hash names at most
+//! one entry.
+
+use std::any::Any;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use papaya::{Equivalent, Guard};
+
+use crate::key::{BuildKeyHasher, Key};
+use crate::stats::Counter;
+use crate::tables::Table;
+
+const MAX_SHARDS: usize = 64;
+/// Below this many entries per shard, eviction order degrades into "whatever hashed here
+/// last": small caches get fewer shards instead.
+const MIN_PER_SHARD: usize = 64;
+/// A ring position with no entry. Key hashes are never 0.
+const EMPTY: u64 = 0;
+
+/// A cached value with what decides whether it may still be served.
+pub(crate) struct Slot {
+    value: Box<dyn Any + Send + Sync>,
+    /// Nanoseconds after [`epoch`] plus one at which the entry expires; 0 for never.
+    deadline: u64,
+    tags: Tags,
+    /// This entry's position in its shard's ring.
+    pos: u32,
+    /// Set by reads, cleared by the CLOCK hand: read since the hand last passed.
+    referenced: AtomicBool,
+}
+
+/// The versions of the tables an entry was read from, as they were before its query ran.
+pub(crate) enum Tags {
+    /// Most queries read one table: no allocation.
+    One(Tag),
+    Many(Box<[Tag]>),
+}
+
+pub(crate) struct Tag {
+    pub(crate) table: Arc<Table>,
+    pub(crate) version: u64,
+}
+
+impl Tags {
+    pub(crate) fn new(tables: &[Arc<Table>], versions: &[u64]) -> Tags {
+        let mut tags = tables.iter().zip(versions).map(|(table, &version)| Tag {
+            table: table.clone(),
+            version,
+        });
+        match (tables.len(), tags.next()) {
+            (1, Some(tag)) => Tags::One(tag),
+            (_, first) => Tags::Many(first.into_iter().chain(tags).collect()),
+        }
+    }
+
+    fn as_slice(&self) -> &[Tag] {
+        match self {
+            Tags::One(tag) => std::slice::from_ref(tag),
+            Tags::Many(tags) => tags,
+        }
+    }
+}
+
+/// The process's reference point for compact deadlines.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    // Saturates after 584 years of uptime.
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX - 1)
+}
+
+impl Slot {
+    pub(crate) fn new(
+        value: Box<dyn Any + Send + Sync>,
+        deadline: Option<Instant>,
+        tags: Tags,
+    ) -> Slot {
+        Slot {
+            value,
+            deadline: deadline.map_or(0, |d| nanos_since_epoch(d) + 1),
+            tags,
+            pos: 0,
+            referenced: AtomicBool::new(false),
+        }
+    }
+
+    /// Why this entry may no longer be served (past its TTL, or read before a write to one
+    /// of its tables), counted under that reason; `None` while it may. `now` is only
+    /// called for an entry that has a TTL.
+    #[inline]
+    pub(crate) fn fault(&self, now: impl FnOnce() -> Instant) -> Option<Counter> {
+        if self.deadline != 0 && nanos_since_epoch(now()) + 1 >= self.deadline {
+            Some(Counter::Expired)
+        } else if self
+            .tags
+            .as_slice()
+            .iter()
+            .any(|t| t.table.version() != t.version)
+        {
+            Some(Counter::Stale)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a read found.
+pub(crate) enum Lookup<V> {
+    Hit(V),
+    Miss,
+    /// An entry that may no longer be served; it was removed.
+    Fault(Counter),
+    /// An entry holding another type (one key reused for two value types by hand); it was
+    /// removed.
+    WrongType,
+}
+
+/// Looks an entry up by its key's hash alone: a hash names at most one entry.
+struct ByHash(u64);
+
+impl Hash for ByHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+impl Equivalent<Key> for ByHash {
+    fn equivalent(&self, key: &Key) -> bool {
+        key.hash_value() == self.0
+    }
+}
+
+#[repr(align(128))]
+struct Shard(Mutex<Clock>);
+
+#[derive(Default)]
+struct Clock {
+    /// The hash of the entry at each position, or [`EMPTY`].
+    ring: Vec<u64>,
+    /// Positions whose entry was removed, taken before the hand evicts anything.
+    free: Vec<u32>,
+    hand: usize,
+}
+
+pub(crate) struct MemoryStore {
+    map: papaya::HashMap<Key, Slot, BuildKeyHasher>,
+    shards: Box<[Shard]>,
+    mask: usize,
+    per_shard: usize,
+}
+
+/// The outcome of [`MemoryStore::insert`].
+pub(crate) enum Inserted {
+    /// Stored, after evicting this many other entries (0 or 1).
+    Stored { evicted: u64 },
+    /// Not stored: another live key has the same 64-bit hash.
+    Collision,
+}
+
+impl MemoryStore {
+    /// Holds at most `capacity` entries in total (`capacity >= 1`): each shard holds
+    /// `capacity / shards`, so the bound is exact and never exceeded.
+    pub(crate) fn new(capacity: usize) -> MemoryStore {
+        let capacity = capacity.max(1);
+        let wanted = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
+        // Largest power of two not above `wanted`, so a shard is picked with a mask.
+        let count = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
+        MemoryStore {
+            // Grows on demand: sizing it for `capacity` up front would allocate for
+            // entries that may never exist.
+            map: papaya::HashMap::builder()
+                .hasher(BuildKeyHasher::default())
+                .build(),
+            shards: (0..count)
+                .map(|_| Shard(Mutex::new(Clock::default())))
+                .collect(),
+            mask: count - 1,
+            per_shard: (capacity / count).min(u32::MAX as usize),
+        }
+    }
+
+    /// Locks the shard owning the keys with this hash. A poisoned lock is recovered: the
+    /// ring is consistent between the statements that change it.
+    fn lock(&self, hash: u64) -> MutexGuard<'_, Clock> {
+        // High bits: the map indexes with the low ones.
+        self.shards[((hash >> 40) as usize) & self.mask]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads `key`: a clone of its value if it holds a `V` that may still be served.
+    /// Entries that may not are removed.
+    #[inline]
+    pub(crate) fn get<V: Clone + 'static>(&self, key: &Key) -> Lookup<V> {
+        let guard = self.map.guard();
+        let Some(slot) = self.map.get(key, &guard) else {
+            return Lookup::Miss;
+        };
+        if let Some(counter) = slot.fault(Instant::now) {
+            self.remove_exact(key, slot, &guard);
+            return Lookup::Fault(counter);
+        }
+        let Some(value) = slot.value.downcast_ref::<V>() else {
+            self.remove_exact(key, slot, &guard);
+            return Lookup::WrongType;
+        };
+        // Load first: a hit on an entry already marked writes nothing.
+        if !slot.referenced.load(Ordering::Relaxed) {
+            slot.referenced.store(true, Ordering::Relaxed);
+        }
+        Lookup::Hit(value.clone())
+    }
+
+    /// Stores `slot` under `key`, replacing its entry if it has one, else taking a free
+    /// position or evicting.
+    pub(crate) fn insert(&self, key: Key, mut slot: Slot) -> Inserted {
+        let hash = key.hash_value();
+        let mut clock = self.lock(hash);
+        let guard = self.map.guard();
+        let mut evicted = 0;
+        match self.map.get_key_value(&ByHash(hash), &guard) {
+            // The key's own entry: the new one takes its position.
+            Some((old, current)) if *old == key => slot.pos = current.pos,
+            Some(_) => return Inserted::Collision,
+            None => {
+                let (pos, victim) = self.claim(&mut clock, &guard);
+                evicted = u64::from(victim);
+                clock.ring[pos] = hash;
+                slot.pos = pos as u32;
+            }
+        }
+        self.map.insert(key, slot, &guard);
+        Inserted::Stored { evicted }
+    }
+
+    /// A position for a new entry: a never-used or freed one, else the first the CLOCK hand
+    /// finds whose entry was not read since its last pass (or can no longer be served),
+    /// after evicting that entry. `true` when an entry was evicted.
+    fn claim(&self, clock: &mut Clock, guard: &impl Guard) -> (usize, bool) {
+        if let Some(pos) = clock.free.pop() {
+            return (pos as usize, false);
+        }
+        if clock.ring.len() < self.per_shard {
+            clock.ring.push(EMPTY);
+            return (clock.ring.len() - 1, false);
+        }
+        let len = clock.ring.len();
+        let now = Instant::now();
+        // Readers may set bits again as the hand clears them: after two full turns, the
+        // entry under the hand goes whatever its bit.
+        for turn in 0..=2 * len {
+            let pos = clock.hand % len;
+            clock.hand = pos + 1;
+            let hash = clock.ring[pos];
+            let Some(slot) = self.map.get(&ByHash(hash), guard) else {
+                // Not reachable while the ring and the map agree; the position is free.
+                return (pos, false);
+            };
+            let spare = turn < 2 * len
+                && slot.fault(|| now).is_none()
+                && slot.referenced.load(Ordering::Relaxed);
+            if spare {
+                slot.referenced.store(false, Ordering::Relaxed);
+                continue;
+            }
+            self.map.remove(&ByHash(hash), guard);
+            return (pos, true);
+        }
+        unreachable!("the loop's last turn always evicts")
+    }
+
+    /// Removes `key`'s entry if it is still `slot` (not replaced since it was read).
+    fn remove_exact(&self, key: &Key, slot: &Slot, guard: &impl Guard) {
+        let mut clock = self.lock(key.hash_value());
+        if let Ok(Some((_, removed))) =
+            self.map
+                .remove_if(key, |_, current| std::ptr::eq(current, slot), guard)
+        {
+            free(&mut clock, removed.pos);
+        }
+    }
+
+    /// Removes the entry of the key with this hash when `doomed` says so; whether it did.
+    pub(crate) fn remove_hash_if(&self, hash: u64, doomed: impl Fn(&Slot) -> bool) -> bool {
+        let mut clock = self.lock(hash);
+        let guard = self.map.guard();
+        match self
+            .map
+            .remove_if(&ByHash(hash), |_, slot| doomed(slot), &guard)
+        {
+            Ok(Some((_, removed))) => {
+                free(&mut clock, removed.pos);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `key`'s entry, if any.
+    pub(crate) fn remove(&self, key: &Key) {
+        self.remove_hash_if(key.hash_value(), |_| true);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut clocks: Vec<_> = (0..self.shards.len())
+            .map(|i| {
+                self.shards[i]
+                    .0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
+            .collect();
+        self.map.pin().clear();
+        for clock in &mut clocks {
+            **clock = Clock::default();
+        }
+    }
+}
+
+fn free(clock: &mut Clock, pos: u32) {
+    if let Some(hash) = clock.ring.get_mut(pos as usize) {
+        *hash = EMPTY;
+        clock.free.push(pos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyScope;
+    use crate::tables::Tables;
+
+    static SCOPE: KeyScope = KeyScope::new("store tests");
+
+    fn key(i: u64) -> Key {
+        Key::build("ns", &SCOPE, &i).unwrap()
+    }
+
+    fn slot(value: u64, tables: &Tables) -> Slot {
+        let table = tables.get("t");
+        let version = table.version();
+        Slot::new(Box::new(value), None, Tags::new(&[table], &[version]))
+    }
+
+    fn hit(store: &MemoryStore, i: u64) -> Option<u64> {
+        match store.get::<u64>(&key(i)) {
+            Lookup::Hit(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn never_holds_more_than_capacity() {
+        let tables = Tables::new(usize::MAX, true);
+        for capacity in [1, 7, 64, 100, 1000, 100_000] {
+            let s = MemoryStore::new(capacity);
+            let bound = s.per_shard * s.shards.len();
+            assert!(bound <= capacity);
+            assert!(bound * 100 >= capacity * 95 || capacity < 128, "{capacity}");
+            let mut evicted = 0;
+            for i in 0..(capacity as u64 * 3) {
+                if let Inserted::Stored { evicted: n } = s.insert(key(i), slot(i, &tables)) {
+                    evicted += n;
+                }
+            }
+            assert!(s.len() <= bound, "{capacity}: {}", s.len());
+            assert_eq!(s.len() as u64 + evicted, capacity as u64 * 3);
+        }
+    }
+
+    #[test]
+    fn second_chance_spares_entries_read_since_the_last_pass() {
+        let tables = Tables::new(usize::MAX, true);
+        let s = MemoryStore::new(2);
+        s.insert(key(1), slot(1, &tables));
+        s.insert(key(2), slot(2, &tables));
+        assert_eq!(hit(&s, 1), Some(1)); // 1 is now referenced
+        assert!(matches!(
+            s.insert(key(3), slot(3, &tables)),
+            Inserted::Stored { evicted: 1 }
+        ));
+        assert_eq!(hit(&s, 2), None);
+        assert_eq!(hit(&s, 1), Some(1));
+        assert_eq!(hit(&s, 3), Some(3));
+    }
+
+    #[test]
+    fn removed_positions_are_reused_before_evicting() {
+        let tables = Tables::new(usize::MAX, true);
+        let s = MemoryStore::new(2);
+        s.insert(key(1), slot(1, &tables));
+        s.insert(key(2), slot(2, &tables));
+        s.remove(&key(1));
+        assert!(matches!(
+            s.insert(key(3), slot(3, &tables)),
+            Inserted::Stored { evicted: 0 }
+        ));
+        assert_eq!((hit(&s, 2), hit(&s, 3)), (Some(2), Some(3)));
+        // A replacement keeps its position and evicts nothing.
+        assert!(matches!(
+            s.insert(key(3), slot(33, &tables)),
+            Inserted::Stored { evicted: 0 }
+        ));
+        assert_eq!((hit(&s, 2), hit(&s, 3), s.len()), (Some(2), Some(33), 2));
+    }
+
+    #[test]
+    fn faults_and_wrong_types_are_removed_on_read() {
+        let tables = Tables::new(usize::MAX, true);
+        let s = MemoryStore::new(10);
+        s.insert(key(1), slot(1, &tables));
+        assert!(matches!(s.get::<String>(&key(1)), Lookup::WrongType));
+        assert_eq!(s.len(), 0);
+        s.insert(key(1), slot(1, &tables));
+        tables.get("t").bump();
+        assert!(matches!(
+            s.get::<u64>(&key(1)),
+            Lookup::Fault(Counter::Stale)
+        ));
+        assert_eq!(s.len(), 0);
+        let past = Instant::now();
+        s.insert(
+            key(2),
+            Slot::new(Box::new(2u64), Some(past), Tags::Many(Box::new([]))),
+        );
+        assert!(matches!(
+            s.get::<u64>(&key(2)),
+            Lookup::Fault(Counter::Expired)
+        ));
+        // Freed positions are taken again: ten more entries fit without eviction.
+        for i in 10..20 {
+            assert!(matches!(
+                s.insert(key(i), slot(i, &tables)),
+                Inserted::Stored { evicted: 0 }
+            ));
+        }
+    }
+}
