@@ -147,7 +147,8 @@ impl Cache {
                 flights: Flights::new(),
                 counters: Counters::default(),
                 pending: PendingBumps::default(),
-                sweep: Mutex::new(Vec::new()),
+                // Room for a few invalidated tables: a write does not allocate.
+                sweep: Mutex::new(Vec::with_capacity(8)),
             }),
         }
     }
@@ -309,6 +310,12 @@ impl Cache {
             }
             return;
         }
+        // Boxed: its state (remote calls) would otherwise make every in-memory
+        // invalidation's future larger.
+        Box::pin(self.invalidate_backend(tables)).await;
+    }
+
+    async fn invalidate_backend(&self, tables: &[&str]) {
         let mut keys = Vec::new();
         for name in tables {
             let table = self.inner.tables.get(name);

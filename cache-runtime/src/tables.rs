@@ -149,7 +149,9 @@ impl Table {
 /// Every table this cache has seen, by name. Tables are never removed: their number is
 /// bounded by the table names in the program.
 pub(crate) struct Tables {
-    map: RwLock<HashMap<Box<str>, Arc<Table>>>,
+    /// Looked up on every miss and write: hashed with foldhash, not SipHash (table names
+    /// come from the program, not from untrusted input).
+    map: RwLock<HashMap<Box<str>, Arc<Table>, foldhash::fast::RandomState>>,
     max_keys: usize,
     /// Whether tables track reads by hash (the in-memory store) or by key (a backend).
     by_hash: bool,
@@ -165,7 +167,7 @@ impl Tables {
         // The top bit stays clear so versions never wrap in practice.
         let epoch = RandomState::new().hash_one(std::time::SystemTime::now()) >> 1;
         Tables {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
             max_keys,
             by_hash,
             epoch,
