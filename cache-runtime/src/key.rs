@@ -393,6 +393,14 @@ impl Key {
         digest(id(1), Namespace(id(3)), &self.bytes[1 + IDS..1 + len])
     }
 
+    /// This key with its hash replaced: two distinct keys with one hash, for tests of
+    /// what the store does on a 64-bit collision.
+    #[cfg(test)]
+    pub(crate) fn with_hash(mut self, hash: u64) -> Key {
+        self.hash = hash;
+        self
+    }
+
     /// The in-process hash (seeded per process, never 0).
     #[inline]
     pub(crate) fn hash_value(&self) -> u64 {

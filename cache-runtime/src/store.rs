@@ -431,6 +431,51 @@ mod tests {
         assert_eq!((hit(&s, 2), hit(&s, 3), s.len()), (Some(2), Some(33), 2));
     }
 
+    /// Mechanism: the by-hash check before a new entry is placed. Without it, two keys
+    /// sharing a hash would share a ring position, and evicting or sweeping one by hash
+    /// could remove the other.
+    #[test]
+    fn a_key_whose_hash_is_taken_is_not_stored_and_never_served_another_value() {
+        let tables = Tables::new(usize::MAX, true);
+        let s = MemoryStore::new(10);
+        let a = key(1).with_hash(7);
+        let b = key(2).with_hash(7);
+        assert!(a != b);
+        assert!(matches!(
+            s.insert(a, slot(1, &tables)),
+            Inserted::Stored { .. }
+        ));
+        assert!(matches!(s.insert(b, slot(2, &tables)), Inserted::Collision));
+        assert!(matches!(s.get::<u64>(&b), Lookup::Miss));
+        assert!(matches!(s.get::<u64>(&a), Lookup::Hit(1)));
+        assert_eq!(s.len(), 1);
+        // Once `a` is gone, `b` may take the hash.
+        s.remove(&a);
+        assert!(matches!(
+            s.insert(b, slot(2, &tables)),
+            Inserted::Stored { evicted: 0 }
+        ));
+        assert!(matches!(s.get::<u64>(&b), Lookup::Hit(2)));
+        assert!(matches!(s.get::<u64>(&a), Lookup::Miss));
+    }
+
+    /// Mechanism: `remove_exact` removes only the entry that was read. Without the
+    /// identity check, a fault seen on an old entry would delete a fresh replacement.
+    #[test]
+    fn a_fault_removes_only_the_entry_it_was_seen_on() {
+        let tables = Tables::new(usize::MAX, true);
+        let s = MemoryStore::new(10);
+        s.insert(key(1), slot(1, &tables));
+        let guard = s.map.guard();
+        let old = s.map.get(&key(1), &guard).unwrap();
+        s.insert(key(1), slot(11, &tables)); // refilled meanwhile
+        s.remove_exact(&key(1), old, &guard);
+        drop(guard);
+        assert!(matches!(s.get::<u64>(&key(1)), Lookup::Hit(11)));
+        s.remove_exact(&key(1), &slot(0, &tables), &s.map.guard());
+        assert_eq!(s.len(), 1);
+    }
+
     #[test]
     fn faults_and_wrong_types_are_removed_on_read() {
         let tables = Tables::new(usize::MAX, true);
