@@ -2,6 +2,7 @@
 //! Each test names the mechanism whose removal makes it fail.
 
 mod bounds;
+mod concurrency;
 mod errors;
 mod faults;
 mod freshness;
