@@ -28,16 +28,17 @@ pub struct Settings {
     /// Mixed into every key (and the prefix of every remote key), so applications sharing
     /// one backend never read each other's entries. Must not be empty. Default `"sqlx-cache"`.
     pub namespace: String,
-    /// How many keys each table tracks for invalidation; past it, the table's oldest key is
-    /// dropped from tracking and deleted from the backend. Must be at least 1. Default 10 000.
+    /// How many keys each table tracks for invalidation; past it, the table's oldest tracked
+    /// key is dropped from tracking and its entry deleted. Must be at least 1. Default 10 000.
     pub max_keys_per_table: usize,
     /// Whether `#[invalidates]` functions invalidate their tables. Turn off only when
     /// something else invalidates (or stale reads within the TTL are acceptable). Default `true`.
     pub invalidate_on_write: bool,
     /// TTL for reads that name none. Default 60 seconds.
     pub default_ttl: Ttl,
-    /// Capacity of the in-memory backend, in entries (least recently used evicted first).
-    /// Must be at least 1. Default 100 000.
+    /// Capacity of the in-memory store, in entries: past it, an entry not read since the
+    /// CLOCK hand last passed is evicted (second chance, an approximation of least recently
+    /// used). Must be at least 1. Default 100 000.
     pub max_entries: usize,
     /// Whether `None` and empty collections are cached. Default `true`.
     pub cache_none: bool,

@@ -20,7 +20,7 @@ struct Stored {
 /// An in-process [`Backend`]: a sharded LRU of byte strings, bounded in entries.
 ///
 /// [`Cache::new`](crate::Cache::new) does not go through it: the default cache stores
-/// decoded values in the same sharded LRU design and skips encoding entirely. Use
+/// decoded values in its own store, whose reads take no lock, and skips encoding entirely. Use
 /// `MemoryBackend` as a reference implementation, to exercise the encoded path in tests,
 /// or to share one store between several caches.
 ///
