@@ -358,8 +358,13 @@ fn generate(f: &CachedFn) -> TokenStream {
     // parameter named `Transaction` is one is decided by its type, before the body takes it.
     let transactions = args::transactions(sig);
     let in_tx_var = local("__in_transaction");
-    let (in_tx, in_tx_arg, load_fn) = if transactions.is_empty() {
-        (TokenStream::new(), TokenStream::new(), quote!(load))
+    let (in_tx, in_tx_arg, load_fn, uncached) = if transactions.is_empty() {
+        (
+            TokenStream::new(),
+            TokenStream::new(),
+            quote!(load),
+            quote!(false),
+        )
     } else {
         let probes = transactions.iter().map(|tx| {
             let ident = tx.ident;
@@ -379,6 +384,7 @@ fn generate(f: &CachedFn) -> TokenStream {
             },
             quote!(#in_tx_var,),
             quote!(load_in),
+            quote!(#in_tx_var),
         )
     };
 
@@ -399,6 +405,18 @@ fn generate(f: &CachedFn) -> TokenStream {
         let awaited = quote_spanned!(last=> .await);
         quote_spanned!(first=> ::cache_runtime::__private::#load_fn #call_args #awaited)
     };
+    // An in-memory hit is answered here, in the function's own first poll, before the
+    // load's future is built: a hit never creates, moves or drops it.
+    let hit_var = local("__hit");
+    let hit = quote! {
+        #[allow(unused_imports)]
+        use #private::{CachedHit as _, NoHit as _};
+        if let ::core::option::Option::Some(#hit_var) = (&#private::Hit::<#output>::new())
+            .hit(#cache_var, &#key_var, &#ttl_var, #uncached)
+        {
+            return #hit_var;
+        }
+    };
 
     quote! {
         #(#attrs)*
@@ -414,6 +432,7 @@ fn generate(f: &CachedFn) -> TokenStream {
                 #args_var.finish(#cache_var, &__SCOPE)
             };
             #in_tx
+            #hit
             #load
         }
     }

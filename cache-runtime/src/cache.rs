@@ -202,11 +202,13 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        self.read_through(Ok(key), tables, ttl.into(), false, loader)
+        self.read_through(Ok(key), tables, ttl.into(), false, false, loader)
     }
 
     /// [`Cache::get_or_load`] for macro-generated code: a key that could not be built, or
     /// `uncached` (a read inside a transaction), runs `loader` without the cache.
+    /// `memory_checked`: the caller already looked the key up in the in-memory store
+    /// ([`Cache::memory_hit`]) and missed.
     ///
     /// A future written by hand rather than an `async fn`: its first poll answers an
     /// in-memory hit directly, and everything else (a miss, a remote store, a bypass) runs
@@ -220,6 +222,7 @@ impl Cache {
         tables: &[&str],
         ttl: Ttl,
         uncached: bool,
+        memory_checked: bool,
         loader: F,
     ) -> impl Future<Output = O>
     where
@@ -233,6 +236,7 @@ impl Cache {
             if let Some((key, loader)) = start.take() {
                 let cached = !uncached && ttl != Ttl::Bypass && self.inner.settings.enabled;
                 if cached
+                    && !memory_checked
                     && let (Ok(key), Store::Memory(map)) = (&key, &self.inner.store)
                     && let Found::Hit(value) = self.lookup_memory::<O::Value>(map, key)
                 {
@@ -245,6 +249,21 @@ impl Cache {
                 None => panic!("`Cache::get_or_load` future polled after completion"),
             }
         })
+    }
+
+    /// The value of an in-memory hit on `key`, read with `ttl`; `None` for anything else.
+    #[inline]
+    pub(crate) fn memory_hit<O: LoadOutput>(&self, key: &Key, ttl: &Ttl) -> Option<O> {
+        if *ttl == Ttl::Bypass || !self.inner.settings.enabled {
+            return None;
+        }
+        match &self.inner.store {
+            Store::Memory(map) => match self.lookup_memory::<O::Value>(map, key) {
+                Found::Hit(value) => Some(O::from_value(value)),
+                Found::Miss => None,
+            },
+            Store::Backend(_) => None,
+        }
     }
 
     /// Everything but an in-memory hit: a remote lookup, then the load; or the loader alone.

@@ -175,6 +175,7 @@ impl Namespace {
 }
 
 /// Seed of the in-process key hash, random per process.
+#[inline]
 fn seed() -> &'static foldhash::fast::RandomState {
     static SEED: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
     SEED.get_or_init(foldhash::fast::RandomState::default)

@@ -22,11 +22,25 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     let start = material.len();
     match value.serialize(KeyEncoder { material }) {
         Ok(()) => Ok(()),
-        Err(Error::Delegate) => {
+        Err(error) => fallback(material, start, value, error),
+    }
+}
+
+/// A value left to rmp-serde (written again from `start`), or a failed `Serialize` impl.
+#[cold]
+#[inline(never)]
+fn fallback<T: Serialize + ?Sized>(
+    material: &mut Material,
+    start: usize,
+    value: &T,
+    error: Error,
+) -> Result<(), rmp_serde::encode::Error> {
+    match error {
+        Error::Delegate => {
             material.truncate(start);
             rmp_serde::encode::write(material, value)
         }
-        Err(Error::Custom(message)) => Err(rmp_serde::encode::Error::Syntax(message)),
+        Error::Custom(message) => Err(rmp_serde::encode::Error::Syntax(message)),
     }
 }
 

@@ -62,8 +62,55 @@ pub trait KeyArg: Serialize {}
 
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
+/// Names the output type `O` of a cached function for the autoref dispatch below:
+/// `(&Hit::<O>::new()).hit(..)` is the value of an in-memory hit when `O` is a
+/// `LoadOutput`. For any other `O` it is `None` without an error of its own, so a
+/// non-cacheable output is reported once, at [`load`].
+pub struct Hit<O>(PhantomData<fn() -> O>);
+
+impl<O> Hit<O> {
+    #[inline]
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Hit<O> {
+        Hit(PhantomData)
+    }
+}
+
+pub trait CachedHit<O> {
+    /// The value of an in-memory hit, if `key` has one that may be served; `None` for
+    /// everything else (a miss, a remote store, a bypass), which [`load`] then handles.
+    fn hit(&self, cache: &Cache, key: &Result<Key, String>, ttl: &Ttl, uncached: bool)
+    -> Option<O>;
+}
+
+impl<O: LoadOutput> CachedHit<O> for Hit<O> {
+    #[inline]
+    fn hit(
+        &self,
+        cache: &Cache,
+        key: &Result<Key, String>,
+        ttl: &Ttl,
+        uncached: bool,
+    ) -> Option<O> {
+        match key {
+            Ok(key) if !uncached => cache.memory_hit(key, ttl),
+            _ => None,
+        }
+    }
+}
+
+pub trait NoHit<O> {
+    #[inline]
+    fn hit(&self, _: &Cache, _: &Result<Key, String>, _: &Ttl, _: bool) -> Option<O> {
+        None
+    }
+}
+
+impl<O> NoHit<O> for &Hit<O> {}
+
 /// Runs a cached read: through the cache when the key could be built, else uncached (the
-/// cache never breaks a call).
+/// cache never breaks a call). Generated code asks [`Hit`] first, so this does not look
+/// the key up in the in-memory store again.
 #[inline]
 pub fn load<O, F, Fut>(
     cache: &Cache,
@@ -77,7 +124,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = O>,
 {
-    cache.read_through(key, tables, ttl, false, loader)
+    cache.read_through(key, tables, ttl, false, true, loader)
 }
 
 // ----- #[cached]: tables and default TTL from the returned entity -----
@@ -249,7 +296,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = O>,
 {
-    cache.read_through(key, tables, ttl, in_transaction, loader)
+    cache.read_through(key, tables, ttl, in_transaction, true, loader)
 }
 
 /// A parameter of an `#[invalidates]` function whose type is named `Transaction`, for the
