@@ -60,19 +60,28 @@ pub(crate) enum Counter {
 }
 
 const COUNTERS: usize = 11;
-const STRIPES: usize = 8;
+/// Threads that get a stripe of their own (per cache), the first this many to count
+/// anything in this process.
+const OWNED: usize = 32;
 
 #[repr(align(128))]
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
 
-/// Counters striped by thread so concurrent hits on different cores do not contend on one
-/// cache line.
+/// Counters striped by thread, so that concurrent hits on different cores never write one
+/// cache line, and a hit counts without an atomic read-modify-write.
+///
+/// The first [`OWNED`] threads of the process each own a stripe: only that thread writes
+/// it, so an increment is a plain load and store, and exact. Threads after those (a
+/// process that keeps starting new threads) share one more stripe, with atomic adds.
 #[derive(Default)]
 pub(crate) struct Counters {
-    stripes: [Stripe; STRIPES],
+    owned: [Stripe; OWNED],
+    shared: Stripe,
 }
 
+/// This thread's stripe: its own below [`OWNED`], the shared one at [`OWNED`].
+#[inline]
 fn stripe_index() -> usize {
     use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -81,7 +90,7 @@ fn stripe_index() -> usize {
     }
     INDEX.with(|i| {
         if i.get() == usize::MAX {
-            i.set(NEXT.fetch_add(1, Relaxed) % STRIPES);
+            i.set(NEXT.fetch_add(1, Relaxed).min(OWNED));
         }
         i.get()
     })
@@ -90,7 +99,16 @@ fn stripe_index() -> usize {
 impl Counters {
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Relaxed);
+        match self.owned.get(stripe_index()) {
+            Some(stripe) => {
+                // This thread is the stripe's only writer.
+                let c = &stripe.0[counter as usize];
+                c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+            }
+            None => {
+                self.shared.0[counter as usize].fetch_add(n, Relaxed);
+            }
+        }
     }
 
     #[inline]
@@ -100,10 +118,11 @@ impl Counters {
 
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: Counter| {
-            self.stripes
+            self.owned
                 .iter()
+                .chain([&self.shared])
                 .map(|s| s.0[c as usize].load(Relaxed))
-                .sum()
+                .fold(0_u64, u64::wrapping_add)
         };
         Stats {
             hits: get(Counter::Hits),
@@ -118,5 +137,32 @@ impl Counters {
             backend_errors: get(Counter::BackendErrors),
             decode_errors: get(Counter::DecodeErrors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mechanism: each owned stripe has one writer, and threads past [`OWNED`] add
+    /// atomically. Sharing an owned stripe between threads would lose counts here.
+    #[test]
+    fn counts_from_more_threads_than_stripes_are_exact() {
+        const THREADS: u64 = OWNED as u64 + 16;
+        const EACH: u64 = 20_000;
+        let counters = Counters::default();
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..EACH {
+                        counters.bump(Counter::Hits);
+                    }
+                    counters.add(Counter::Misses, 2);
+                });
+            }
+        });
+        let stats = counters.snapshot();
+        assert_eq!(stats.hits, THREADS * EACH);
+        assert_eq!(stats.misses, THREADS * 2);
     }
 }
