@@ -389,10 +389,10 @@ impl Cache {
 
     // ----- read path -----
 
-    /// `tables` are the tables the read names: a backend with shared versions returns
-    /// theirs with the entry, in one round trip.
-    /// The in-memory lookup is synchronous; the remote one is boxed so that this future
-    /// (part of every hit's) stays small.
+    /// Looks `key` up in whichever store this cache has; used by a waiter whose leader
+    /// was abandoned (hits on the first poll go through [`Cache::memory_hit`] and
+    /// `read_through`). `tables` are the tables the read names: a backend with shared
+    /// versions returns theirs with the entry, in one round trip.
     async fn lookup_in<V: CacheValue>(&self, key: &Key, tables: &[&str]) -> Found<V> {
         match &self.inner.store {
             Store::Memory(map) => self.lookup_memory(map, key),
