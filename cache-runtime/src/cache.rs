@@ -280,9 +280,11 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
+        // Uncached reads (a transaction, a bypass, a disabled cache) do not need a key,
+        // so a key that failed to build is only worth a warning for the others.
         let key = match key {
-            Ok(key) if cached => key,
-            Ok(_) => return loader().await,
+            _ if !cached => return loader().await,
+            Ok(key) => key,
             Err(error) => {
                 key_error(&error);
                 return loader().await;

@@ -22,35 +22,32 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     let start = material.len();
     match value.serialize(KeyEncoder { material }) {
         Ok(()) => Ok(()),
-        Err(error) => fallback(material, start, value, error),
+        Err(_) => fallback(material, start, value),
     }
 }
 
-/// A value left to rmp-serde (written again from `start`), or a failed `Serialize` impl.
+/// Any error, a value left to rmp-serde or not (a `Serialize` impl may wrap or replace the
+/// error it got): the bytes written so far are dropped and rmp-serde writes the value from
+/// `start`, so its result, success or error, is the one that counts.
 #[cold]
 #[inline(never)]
 fn fallback<T: Serialize + ?Sized>(
     material: &mut Material,
     start: usize,
     value: &T,
-    error: Error,
 ) -> Result<(), rmp_serde::encode::Error> {
-    match error {
-        Error::Delegate => {
-            material.truncate(start);
-            rmp_serde::encode::write(material, value)
-        }
-        Error::Custom(message) => Err(rmp_serde::encode::Error::Syntax(message)),
-    }
+    material.truncate(start);
+    rmp_serde::encode::write(material, value)
 }
 
-/// Small, so that results pass in registers.
+/// Small, so that results pass in registers. Whatever the error, `encode` hands the value
+/// to rmp-serde, so its message is not kept.
 #[derive(Debug)]
 enum Error {
     /// A value this encoder leaves to rmp-serde.
     Delegate,
     /// A `Serialize` impl failed.
-    Custom(String),
+    Custom,
 }
 
 fn delegate() -> Error {
@@ -61,7 +58,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Delegate => f.write_str("left to rmp-serde"),
-            Error::Custom(message) => f.write_str(message),
+            Error::Custom => f.write_str("serialization failed"),
         }
     }
 }
@@ -69,8 +66,8 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl ser::Error for Error {
-    fn custom<T: std::fmt::Display>(message: T) -> Error {
-        Error::Custom(message.to_string())
+    fn custom<T: std::fmt::Display>(_: T) -> Error {
+        Error::Custom
     }
 }
 
@@ -240,6 +237,12 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
     type SerializeMap = Impossible<(), Error>;
     type SerializeStruct = Elements<'m>;
     type SerializeStructVariant = Impossible<(), Error>;
+
+    /// As rmp-serde's default configuration: types such as `Uuid`, `IpAddr` or
+    /// `SocketAddr` write their compact binary forms, not strings.
+    fn is_human_readable(&self) -> bool {
+        false
+    }
 
     #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
@@ -549,7 +552,51 @@ mod tests {
         same(&serde_bytes_like());
         same(&1_i128);
         same(&[Kind::A, Kind::A]);
+        // Types whose encoding depends on `is_human_readable`.
+        let ip: std::net::IpAddr = "1.2.3.4".parse().unwrap();
+        same(&ip);
+        same(&(7_i64, ip));
+        let v6: std::net::Ipv6Addr = "::1".parse().unwrap();
+        same(&v6);
+        let socket: std::net::SocketAddr = "10.0.0.1:5432".parse().unwrap();
+        same(&socket);
+        same(&HumanOrNot);
         same(&u128::MAX);
+    }
+
+    /// Serializes differently for human-readable formats, as `Uuid` does.
+    #[derive(Debug)]
+    struct HumanOrNot;
+
+    impl Serialize for HumanOrNot {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                s.serialize_str("human")
+            } else {
+                s.serialize_u8(1)
+            }
+        }
+    }
+
+    /// Mechanism: any error, even one a `Serialize` impl made from the encoder's own, hands
+    /// the value to rmp-serde from where it started. Without it, a wrapped error would fail
+    /// a key rmp-serde can build, or leave partial bytes behind.
+    #[test]
+    fn errors_from_serialize_impls_leave_the_value_to_rmp_serde() {
+        /// Wraps whatever error it gets into one of its own, after writing a prefix.
+        #[derive(Debug)]
+        struct Wrapping;
+        impl Serialize for Wrapping {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use ser::{Error as _, SerializeTuple};
+                let mut t = s.serialize_tuple(2)?;
+                t.serialize_element(&1_u8)?;
+                t.serialize_element(&1.5_f64)
+                    .map_err(|e| S::Error::custom(format!("wrapped: {e}")))?;
+                t.end()
+            }
+        }
+        same(&(3_i64, Wrapping));
     }
 
     /// A value serialized as bytes, as `serde_bytes` would.

@@ -15,7 +15,8 @@
 //!
 //! The ring holds keys' 64-bit hashes, not the keys: a store whose key hash equals a
 //! different live key's is skipped (a miss, never a wrong value), so a hash names at most
-//! one entry.
+//! one entry. Reads compare whole keys, so a collision can cost a miss, never serve
+//! another key's value.
 
 use std::any::Any;
 use std::hash::{Hash, Hasher};
@@ -304,6 +305,8 @@ impl MemoryStore {
     }
 
     /// Removes the entry of the key with this hash when `doomed` says so; whether it did.
+    /// Tables track reads by hash, so this may remove a later entry of another key with
+    /// the same hash: a spurious miss, never a wrong value.
     pub(crate) fn remove_hash_if(&self, hash: u64, doomed: impl Fn(&Slot) -> bool) -> bool {
         let mut clock = self.lock(hash);
         let guard = self.map.guard();
@@ -319,9 +322,13 @@ impl MemoryStore {
         }
     }
 
-    /// Removes `key`'s entry, if any.
+    /// Removes `key`'s entry, if any (and only `key`'s: not another key's with its hash).
     pub(crate) fn remove(&self, key: &Key) {
-        self.remove_hash_if(key.hash_value(), |_| true);
+        let mut clock = self.lock(key.hash_value());
+        let guard = self.map.guard();
+        if let Some(removed) = self.map.remove(key, &guard) {
+            free(&mut clock, removed.pos);
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -449,6 +456,9 @@ mod tests {
         assert!(matches!(s.get::<u64>(&b), Lookup::Miss));
         assert!(matches!(s.get::<u64>(&a), Lookup::Hit(1)));
         assert_eq!(s.len(), 1);
+        // Removing `b` by key leaves `a`, which has its hash.
+        s.remove(&b);
+        assert!(matches!(s.get::<u64>(&a), Lookup::Hit(1)));
         // Once `a` is gone, `b` may take the hash.
         s.remove(&a);
         assert!(matches!(
