@@ -202,47 +202,27 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        self.read_through(Ok(key), tables, ttl.into(), false, false, loader)
-    }
-
-    /// [`Cache::get_or_load`] for macro-generated code: a key that could not be built, or
-    /// `uncached` (a read inside a transaction), runs `loader` without the cache.
-    /// `memory_checked`: the caller already looked the key up in the in-memory store
-    /// ([`Cache::memory_hit`]) and missed.
-    ///
-    /// A future written by hand rather than an `async fn`: its first poll answers an
-    /// in-memory hit directly, and everything else (a miss, a remote store, a bypass) runs
-    /// in one boxed future. So a hit never creates, moves or drops the miss path's state,
-    /// and the future it does build holds little more than its arguments. The lookup still
-    /// happens at the first poll, not at the call: a future created before a write and
-    /// awaited after it does not return what was cached before the write.
-    pub(crate) fn read_through<O, F, Fut>(
-        &self,
-        key: Result<Key, String>,
-        tables: &[&str],
-        ttl: Ttl,
-        uncached: bool,
-        memory_checked: bool,
-        loader: F,
-    ) -> impl Future<Output = O>
-    where
-        O: LoadOutput,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = O>,
-    {
+        // A future written by hand rather than an `async fn`: its first poll answers an
+        // in-memory hit directly, and everything else (a miss, a remote store, a bypass)
+        // runs in one boxed future. So a hit never creates, moves or drops the miss path's
+        // state. The lookup still happens at the first poll, not at the call: a future
+        // created before a write and awaited after it does not return what was cached
+        // before the write.
+        let ttl = ttl.into();
         let mut start = Some((key, loader));
         let mut slow = None;
         std::future::poll_fn(move |cx| {
             if let Some((key, loader)) = start.take() {
-                let cached = !uncached && ttl != Ttl::Bypass && self.inner.settings.enabled;
-                if cached
-                    && !memory_checked
-                    && let (Ok(key), Store::Memory(map)) = (&key, &self.inner.store)
-                    && let Found::Hit(value) = self.lookup_memory::<O::Value>(map, key)
-                {
-                    return Poll::Ready(O::from_value(value));
+                if let Some(hit) = self.memory_hit(&key, &ttl) {
+                    return Poll::Ready(hit);
                 }
-                slow = Some(Box::pin(self.slow_path(key, tables, ttl, cached, loader)));
+                slow = Some(Box::pin(self.slow_path(
+                    Ok(key),
+                    tables,
+                    ttl,
+                    false,
+                    loader,
+                )));
             }
             match &mut slow {
                 Some(future) => future.as_mut().poll(cx),
@@ -251,28 +231,39 @@ impl Cache {
         })
     }
 
-    /// The value of an in-memory hit on `key`, read with `ttl`; `None` for anything else.
+    /// Whether a read with `ttl` goes through the cache at all.
+    #[inline]
+    fn caches(&self, ttl: &Ttl) -> bool {
+        *ttl != Ttl::Bypass && self.inner.settings.enabled
+    }
+
+    /// The value of an in-memory hit on `key`, read with `ttl`; `None` for anything else
+    /// (a miss, a remote store, a bypass), which [`Cache::slow_path`] handles.
     #[inline]
     pub(crate) fn memory_hit<O: LoadOutput>(&self, key: &Key, ttl: &Ttl) -> Option<O> {
-        if *ttl == Ttl::Bypass || !self.inner.settings.enabled {
+        let Store::Memory(map) = &self.inner.store else {
+            return None;
+        };
+        if !self.caches(ttl) {
             return None;
         }
-        match &self.inner.store {
-            Store::Memory(map) => match self.lookup_memory::<O::Value>(map, key) {
-                Found::Hit(value) => Some(O::from_value(value)),
-                Found::Miss => None,
-            },
-            Store::Backend(_) => None,
+        match self.lookup_memory::<O::Value>(map, key) {
+            Found::Hit(value) => Some(O::from_value(value)),
+            Found::Miss => None,
         }
     }
 
-    /// Everything but an in-memory hit: a remote lookup, then the load; or the loader alone.
-    async fn slow_path<O, F, Fut>(
+    /// Everything but an in-memory hit: a remote lookup, then the load; or the loader
+    /// alone, for a key that could not be built or an `uncached` read (inside a
+    /// transaction), a bypass or a disabled cache. The caller has already asked
+    /// [`Cache::memory_hit`], and boxes this future so that its own, which every hit
+    /// builds, stays small.
+    pub(crate) async fn slow_path<O, F, Fut>(
         &self,
         key: Result<Key, String>,
         tables: &[&str],
         ttl: Ttl,
-        cached: bool,
+        uncached: bool,
         loader: F,
     ) -> O
     where
@@ -280,10 +271,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        // Uncached reads (a transaction, a bypass, a disabled cache) do not need a key,
-        // so a key that failed to build is only worth a warning for the others.
+        // Uncached reads do not need a key, so a key that failed to build is only worth a
+        // warning for the others.
         let key = match key {
-            _ if !cached => return loader().await,
+            _ if uncached || !self.caches(&ttl) => return loader().await,
             Ok(key) => key,
             Err(error) => {
                 key_error(&error);
@@ -392,8 +383,7 @@ impl Cache {
     // ----- read path -----
 
     /// Looks `key` up in whichever store this cache has; used by a waiter whose leader
-    /// was abandoned (hits on the first poll go through [`Cache::memory_hit`] and
-    /// `read_through`). `tables` are the tables the read names: a backend with shared
+    /// was abandoned (hits on the first poll go through [`Cache::memory_hit`]). `tables` are the tables the read names: a backend with shared
     /// versions returns theirs with the entry, in one round trip.
     async fn lookup_in<V: CacheValue>(&self, key: &Key, tables: &[&str]) -> Found<V> {
         match &self.inner.store {

@@ -108,9 +108,9 @@ pub trait NoHit<O> {
 
 impl<O> NoHit<O> for &Hit<O> {}
 
-/// Runs a cached read: through the cache when the key could be built, else uncached (the
-/// cache never breaks a call). Generated code asks [`Hit`] first, so this does not look
-/// the key up in the in-memory store again.
+/// Runs what is left of a cached read after [`Hit`] found no in-memory hit: a remote
+/// lookup and the load when the key could be built, else the query uncached (the cache
+/// never breaks a call). Boxed, so the generated function's future stays small.
 #[inline]
 pub fn load<O, F, Fut>(
     cache: &Cache,
@@ -124,7 +124,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = O>,
 {
-    cache.read_through(key, tables, ttl, false, true, loader)
+    load_in(cache, key, tables, ttl, false, loader)
 }
 
 // ----- #[cached]: tables and default TTL from the returned entity -----
@@ -296,7 +296,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = O>,
 {
-    cache.read_through(key, tables, ttl, in_transaction, true, loader)
+    Box::pin(cache.slow_path(key, tables, ttl, in_transaction, loader))
 }
 
 /// A parameter of an `#[invalidates]` function whose type is named `Transaction`, for the
