@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -94,6 +94,44 @@ enum Source {
     /// `versions` holds the local ones plus a marker, so such a load never shares a flight
     /// with one that captured shared versions.
     Unavailable,
+}
+
+/// A value encoded for a backend, with the table tags it was stored under.
+struct Entry<'t> {
+    bytes: Vec<u8>,
+    storage_ttl: Option<Duration>,
+    tags: Vec<(&'t str, u64)>,
+}
+
+impl<'t> Entry<'t> {
+    /// `None` (logged) when the value fails to encode: it is then not cached.
+    fn encode<V: CacheValue>(
+        key: &Key,
+        value: &V,
+        tables: &'t [Arc<Table>],
+        versions: &[u64],
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Option<Entry<'t>> {
+        let tags: Vec<(&str, u64)> = tables
+            .iter()
+            .zip(versions)
+            .map(|(t, &v)| (t.name(), v))
+            .collect();
+        let storage_ttl = Ttl::storage_ttl(deadline, now);
+        match envelope::encode(value, &tags, storage_ttl) {
+            Ok(bytes) => Some(Entry {
+                bytes,
+                storage_ttl,
+                tags,
+            }),
+            Err(e) => {
+                tracing::warn!(target: "cache_runtime", key = %key, error = %e,
+                    "value failed to encode; not cached");
+                None
+            }
+        }
+    }
 }
 
 /// What the read path found.
@@ -678,22 +716,12 @@ impl Cache {
                 self.sweep(map, SWEEP_BATCH.max(2 * tables.len()));
             }
             Store::Backend(backend) => {
-                let tags: Vec<(&str, u64)> = tables
-                    .iter()
-                    .zip(versions)
-                    .map(|(t, &v)| (t.name(), v))
-                    .collect();
-                let storage_ttl = Ttl::storage_ttl(deadline, now);
-                let bytes = match envelope::encode(value, &tags, storage_ttl) {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        tracing::warn!(target: "cache_runtime", key = %key, error = %e,
-                            "value failed to encode; not cached");
-                        return;
-                    }
+                let Some(entry) = Entry::encode(&key, value, tables, versions, deadline, now)
+                else {
+                    return;
                 };
                 if let Err(e) = backend
-                    .set(&self.remote_key(&key), bytes, storage_ttl)
+                    .set(&self.remote_key(&key), entry.bytes, entry.storage_ttl)
                     .await
                 {
                     self.backend_error("set", &e);
@@ -738,19 +766,9 @@ impl Cache {
         let Ok(deadline) = ttl.deadline(now) else {
             return;
         };
-        let tags: Vec<(&str, u64)> = tables
-            .iter()
-            .zip(&captured.versions)
-            .map(|(t, &v)| (t.name(), v))
-            .collect();
-        let storage_ttl = Ttl::storage_ttl(deadline, now);
-        let bytes = match envelope::encode(value, &tags, storage_ttl) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::warn!(target: "cache_runtime", key = %key, error = %e,
-                    "value failed to encode; not cached");
-                return;
-            }
+        let Some(entry) = Entry::encode(&key, value, tables, &captured.versions, deadline, now)
+        else {
+            return;
         };
         if !self.deliver_pending(backend).await {
             return;
@@ -759,9 +777,9 @@ impl Cache {
             .set_tracked(
                 &self.inner.settings.namespace,
                 &self.remote_key(&key),
-                bytes,
-                storage_ttl,
-                &tags,
+                entry.bytes,
+                entry.storage_ttl,
+                &entry.tags,
                 self.inner.settings.max_keys_per_table,
             )
             .await;
