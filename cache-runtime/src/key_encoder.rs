@@ -2,11 +2,12 @@
 //! generic writer layers for the values keys are mostly made of.
 //!
 //! Integers, booleans, strings, chars, units, options, newtypes, unit variants, tuples,
-//! sequences of known length and structs are written here directly (an `i64` id took ~100 instructions through
-//! rmp-serde's `io::Write` chain; a handful here). Anything else (maps, enum variants with
-//! data, bytes, floats, 128-bit integers) makes the whole value be written again by rmp-serde itself. So the
-//! encoding, and with it every stable key digest, is rmp-serde's in every case: `tests`
-//! compares the two on values of every kind.
+//! sequences of known length and structs are written here directly (an `i64` id took ~100
+//! instructions through rmp-serde's `io::Write` chain; a handful here). Anything else
+//! (maps, enum variants with data, bytes, floats, 128-bit integers), and any error, makes
+//! the whole value be written again by rmp-serde itself. So the encoding, and with it
+//! every stable key digest, is rmp-serde's in every case: `tests` compares the two on
+//! values of every kind.
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
@@ -40,34 +41,22 @@ fn fallback<T: Serialize + ?Sized>(
     rmp_serde::encode::write(material, value)
 }
 
-/// Small, so that results pass in registers. Whatever the error, `encode` hands the value
-/// to rmp-serde, so its message is not kept.
+/// Why this encoder stopped: a value it leaves to rmp-serde, or an error a `Serialize` impl
+/// raised. Either way `encode` hands the value to rmp-serde, so nothing more is kept.
 #[derive(Debug)]
-enum Error {
-    /// A value this encoder leaves to rmp-serde.
-    Delegate,
-    /// A `Serialize` impl failed.
-    Custom,
-}
+struct Leave;
 
-fn delegate() -> Error {
-    Error::Delegate
-}
-
-impl std::fmt::Display for Error {
+impl std::fmt::Display for Leave {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::Delegate => f.write_str("left to rmp-serde"),
-            Error::Custom => f.write_str("serialization failed"),
-        }
+        f.write_str("left to rmp-serde")
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Leave {}
 
-impl ser::Error for Error {
-    fn custom<T: std::fmt::Display>(_: T) -> Error {
-        Error::Custom
+impl ser::Error for Leave {
+    fn custom<T: std::fmt::Display>(_: T) -> Leave {
+        Leave
     }
 }
 
@@ -123,7 +112,7 @@ impl<'m> KeyEncoder<'m> {
     }
 
     #[inline]
-    fn str(self, v: &str) -> Result<(), Error> {
+    fn str(self, v: &str) -> Result<(), Leave> {
         let m = self.material;
         let len = v.len();
         if len < 32 {
@@ -135,7 +124,7 @@ impl<'m> KeyEncoder<'m> {
             m.push(&(len as u16).to_be_bytes());
         } else {
             // Past u32::MAX, rmp-serde reports the error.
-            let len = u32::try_from(len).map_err(|_| delegate())?;
+            let len = u32::try_from(len).map_err(|_| Leave)?;
             m.push(&[0xdb]);
             m.push(&len.to_be_bytes());
         }
@@ -144,7 +133,7 @@ impl<'m> KeyEncoder<'m> {
     }
 }
 
-fn array_len(m: &mut Material, len: usize) -> Result<(), Error> {
+fn array_len(m: &mut Material, len: usize) -> Result<(), Leave> {
     match len {
         0..=15 => m.push(&[0x90 | len as u8]),
         16..=0xffff => {
@@ -152,7 +141,7 @@ fn array_len(m: &mut Material, len: usize) -> Result<(), Error> {
             m.push(&(len as u16).to_be_bytes());
         }
         _ => {
-            let len = u32::try_from(len).map_err(|_| delegate())?;
+            let len = u32::try_from(len).map_err(|_| Leave)?;
             m.push(&[0xdd]);
             m.push(&len.to_be_bytes());
         }
@@ -167,76 +156,83 @@ struct Elements<'m> {
 
 impl Elements<'_> {
     #[inline]
-    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Leave> {
         value.serialize(KeyEncoder {
             material: self.material,
         })
     }
 }
 
-impl ser::SerializeSeq for Elements<'_> {
-    type Ok = ();
-    type Error = Error;
-    #[inline]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Ok(())
-    }
+/// The array-shaped compounds: each element is encoded in turn.
+macro_rules! elements {
+    ($($compound:ident::$method:ident),*) => {$(
+        impl ser::$compound for Elements<'_> {
+            type Ok = ();
+            type Error = Leave;
+            #[inline]
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Leave> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Leave> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Elements<'_> {
-    type Ok = ();
-    type Error = Error;
-    #[inline]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Elements<'_> {
-    type Ok = ();
-    type Error = Error;
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Ok(())
-    }
-}
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl ser::SerializeStruct for Elements<'_> {
     type Ok = ();
-    type Error = Error;
+    type Error = Leave;
     /// rmp-serde's default writes a struct as the array of its field values.
     #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         _: &'static str,
         value: &T,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Leave> {
         self.element(value)
     }
-    fn end(self) -> Result<(), Error> {
+    fn end(self) -> Result<(), Leave> {
         Ok(())
     }
 }
 
+/// Integers, widened to the one rmp-serde writes them as (the most compact form).
+macro_rules! integers {
+    ($($method:ident($ty:ty) => $write:ident),*) => {$(
+        #[inline]
+        fn $method(self, v: $ty) -> Result<(), Leave> {
+            self.$write(v.into());
+            Ok(())
+        }
+    )*};
+}
+
+macro_rules! left_to_rmp_serde {
+    ($($method:ident($ty:ty)),*) => {$(
+        #[inline]
+        fn $method(self, _: $ty) -> Result<(), Leave> {
+            Err(Leave)
+        }
+    )*};
+}
+
 impl<'m> ser::Serializer for KeyEncoder<'m> {
     type Ok = ();
-    type Error = Error;
+    type Error = Leave;
     type SerializeSeq = Elements<'m>;
     type SerializeTuple = Elements<'m>;
     type SerializeTupleStruct = Elements<'m>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Leave>;
+    type SerializeMap = Impossible<(), Leave>;
     type SerializeStruct = Elements<'m>;
-    type SerializeStructVariant = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Leave>;
 
     /// As rmp-serde's default configuration: types such as `Uuid`, `IpAddr` or
     /// `SocketAddr` write their compact binary forms, not strings.
@@ -245,112 +241,62 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
     }
 
     #[inline]
-    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+    fn serialize_bool(self, v: bool) -> Result<(), Leave> {
         self.material.push(&[if v { 0xc3 } else { 0xc2 }]);
         Ok(())
     }
 
-    #[inline]
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.sint(v.into());
-        Ok(())
-    }
+    integers!(
+        serialize_i8(i8) => sint,
+        serialize_i16(i16) => sint,
+        serialize_i32(i32) => sint,
+        serialize_i64(i64) => sint,
+        serialize_u8(u8) => uint,
+        serialize_u16(u16) => uint,
+        serialize_u32(u32) => uint,
+        serialize_u64(u64) => uint
+    );
+
+    left_to_rmp_serde!(
+        serialize_i128(i128),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64)
+    );
 
     #[inline]
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.sint(v);
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.uint(v);
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i128(self, _: i128) -> Result<(), Error> {
-        Err(delegate())
-    }
-
-    #[inline]
-    fn serialize_u128(self, _: u128) -> Result<(), Error> {
-        Err(delegate())
-    }
-
-    #[inline]
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        Err(delegate())
-    }
-
-    #[inline]
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        Err(delegate())
-    }
-
-    #[inline]
-    fn serialize_char(self, v: char) -> Result<(), Error> {
+    fn serialize_char(self, v: char) -> Result<(), Leave> {
         self.str(v.encode_utf8(&mut [0; 4]))
     }
 
     #[inline]
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
+    fn serialize_str(self, v: &str) -> Result<(), Leave> {
         self.str(v)
     }
 
     #[inline]
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
-        Err(delegate())
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Leave> {
+        Err(Leave)
     }
 
     #[inline]
-    fn serialize_none(self) -> Result<(), Error> {
+    fn serialize_none(self) -> Result<(), Leave> {
         self.serialize_unit()
     }
 
     #[inline]
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Leave> {
         value.serialize(self)
     }
 
     #[inline]
-    fn serialize_unit(self) -> Result<(), Error> {
+    fn serialize_unit(self) -> Result<(), Leave> {
         self.material.push(&[0xc0]);
         Ok(())
     }
 
     #[inline]
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Leave> {
         array_len(self.material, 0)
     }
 
@@ -360,7 +306,7 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Leave> {
         self.str(variant)
     }
 
@@ -369,10 +315,10 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
         self,
         name: &'static str,
         value: &T,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Leave> {
         // rmp-serde gives one newtype name (its extension type) a meaning of its own.
         if name == rmp_serde::MSGPACK_EXT_STRUCT_NAME {
-            return Err(delegate());
+            return Err(Leave);
         }
         value.serialize(self)
     }
@@ -384,21 +330,21 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<(), Error> {
-        Err(delegate())
+    ) -> Result<(), Leave> {
+        Err(Leave)
     }
 
     #[inline]
-    fn serialize_seq(self, len: Option<usize>) -> Result<Elements<'m>, Error> {
+    fn serialize_seq(self, len: Option<usize>) -> Result<Elements<'m>, Leave> {
         // rmp-serde buffers a sequence of unknown length: leave those to it.
-        array_len(self.material, len.ok_or_else(delegate)?)?;
+        array_len(self.material, len.ok_or(Leave)?)?;
         Ok(Elements {
             material: self.material,
         })
     }
 
     #[inline]
-    fn serialize_tuple(self, len: usize) -> Result<Elements<'m>, Error> {
+    fn serialize_tuple(self, len: usize) -> Result<Elements<'m>, Leave> {
         array_len(self.material, len)?;
         Ok(Elements {
             material: self.material,
@@ -406,7 +352,7 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
     }
 
     #[inline]
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Elements<'m>, Error> {
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Elements<'m>, Leave> {
         self.serialize_tuple(len)
     }
 
@@ -417,17 +363,17 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(delegate())
+    ) -> Result<Self::SerializeTupleVariant, Leave> {
+        Err(Leave)
     }
 
     #[inline]
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(delegate())
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Leave> {
+        Err(Leave)
     }
 
     #[inline]
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Elements<'m>, Error> {
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Elements<'m>, Leave> {
         self.serialize_tuple(len)
     }
 
@@ -438,8 +384,8 @@ impl<'m> ser::Serializer for KeyEncoder<'m> {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(delegate())
+    ) -> Result<Self::SerializeStructVariant, Leave> {
+        Err(Leave)
     }
 }
 
