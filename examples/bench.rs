@@ -533,38 +533,38 @@ fn queries(rt: &Runtime, notes: &mut Vec<String>) -> Vec<Measured> {
     });
     let mut cases: Vec<Case<'_>> = Vec::new();
     let mut cleanup: Vec<Box<dyn FnOnce()>> = Vec::new();
-    let sqlite_select = select("?");
+    // The same primary-key read on each database: the pools are of different types.
+    macro_rules! by_primary_key {
+        ($name:expr, $pool:expr, $placeholder:expr) => {{
+            let (pool, sql) = ($pool, select($placeholder));
+            Case::new(
+                $name,
+                timed_async(rt, move || {
+                    let sql = AssertSqlSafe(sql.0.clone());
+                    async move {
+                        let t: Tuple = sqlx::query_as(sql)
+                            .bind(black_box(ID))
+                            .fetch_one(pool)
+                            .await
+                            .expect("select");
+                        to_row(t)
+                    }
+                }),
+            )
+        }};
+    }
     let sqlite_ref: &SqlitePool = &sqlite;
-    cases.push(Case::new(
+    cases.push(by_primary_key!(
         "sqlx SQLite query by primary key",
-        timed_async(rt, move || {
-            let sql = AssertSqlSafe(sqlite_select.0.clone());
-            async move {
-                let t: Tuple = sqlx::query_as(sql)
-                    .bind(black_box(ID))
-                    .fetch_one(sqlite_ref)
-                    .await
-                    .expect("select");
-                to_row(t)
-            }
-        }),
+        sqlite_ref,
+        "?"
     ));
 
     if let Some(pool) = &pg {
-        let sql = select("$1");
-        cases.push(Case::new(
+        cases.push(by_primary_key!(
             "sqlx PostgreSQL query by primary key",
-            timed_async(rt, move || {
-                let sql = AssertSqlSafe(sql.0.clone());
-                async move {
-                    let t: Tuple = sqlx::query_as(sql)
-                        .bind(black_box(ID))
-                        .fetch_one(pool)
-                        .await
-                        .expect("select");
-                    to_row(t)
-                }
-            }),
+            pool,
+            "$1"
         ));
         let (pool, drop_table) = (pool.clone(), AssertSqlSafe(drop_table.0.clone()));
         cleanup.push(Box::new(move || {
@@ -572,20 +572,10 @@ fn queries(rt: &Runtime, notes: &mut Vec<String>) -> Vec<Measured> {
         }));
     }
     if let Some(pool) = &mysql {
-        let sql = select("?");
-        cases.push(Case::new(
+        cases.push(by_primary_key!(
             "sqlx MariaDB query by primary key",
-            timed_async(rt, move || {
-                let sql = AssertSqlSafe(sql.0.clone());
-                async move {
-                    let t: Tuple = sqlx::query_as(sql)
-                        .bind(black_box(ID))
-                        .fetch_one(pool)
-                        .await
-                        .expect("select");
-                    to_row(t)
-                }
-            }),
+            pool,
+            "?"
         ));
         let (pool, drop_table) = (pool.clone(), AssertSqlSafe(drop_table.0.clone()));
         cleanup.push(Box::new(move || {
