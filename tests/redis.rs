@@ -120,6 +120,7 @@ async fn name_of(cache: &Cache, pool: &SqlitePool) -> String {
 
 #[tokio::test]
 async fn redis_backend_passes_the_conformance_suite() {
+    let _alone = cache_suite::one_at_a_time().await;
     let Some(url) = database_url(REDIS_URL) else {
         return;
     };
@@ -135,6 +136,7 @@ async fn redis_backend_passes_the_conformance_suite() {
 /// stale at once.
 #[tokio::test]
 async fn a_write_through_one_instance_invalidates_reads_on_another() {
+    let _alone = cache_suite::one_at_a_time().await;
     let Some(url) = database_url(REDIS_URL) else {
         return;
     };
@@ -177,6 +179,7 @@ async fn a_write_through_one_instance_invalidates_reads_on_another() {
 /// its bytes arrive after the write (a late write that skipped the store-time check).
 #[tokio::test]
 async fn an_entry_tagged_before_a_write_is_a_miss_whenever_it_arrives() {
+    let _alone = cache_suite::one_at_a_time().await;
     let Some(url) = database_url(REDIS_URL) else {
         return;
     };
@@ -201,6 +204,7 @@ async fn an_entry_tagged_before_a_write_is_a_miss_whenever_it_arrives() {
 /// Corrupt or foreign bytes under a real entry key are a miss, counted, and replaced.
 #[tokio::test]
 async fn garbage_under_an_entry_key_is_a_miss_and_is_replaced() {
+    let _alone = cache_suite::one_at_a_time().await;
     let Some(url) = database_url(REDIS_URL) else {
         return;
     };
@@ -544,6 +548,7 @@ async fn until_hits_resume(cache: &Cache, pool: &SqlitePool, expected: &str) -> 
 /// cache recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_every_call_succeeds_and_hits_resume_after_a_restart() {
+    let _alone = cache_suite::one_at_a_time().await;
     if database_url(REDIS_URL).is_none() {
         return;
     }
@@ -613,6 +618,7 @@ async fn outage_every_call_succeeds_and_hits_resume_after_a_restart() {
 /// bounded by the timeout, and hits resume when it wakes (SIGCONT).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_costs_each_call_at_most_about_the_timeout() {
+    let _alone = cache_suite::one_at_a_time().await;
     if database_url(REDIS_URL).is_none() {
         return;
     }
@@ -659,6 +665,7 @@ async fn a_hung_redis_costs_each_call_at_most_about_the_timeout() {
 /// before its first operation once Redis is back, after which the other instances see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_made_while_redis_is_down_reaches_other_instances_when_it_is_back() {
+    let _alone = cache_suite::one_at_a_time().await;
     if database_url(REDIS_URL).is_none() {
         return;
     }
@@ -727,6 +734,7 @@ async fn an_invalidation_made_while_redis_is_down_reaches_other_instances_when_i
 /// resumes.
 #[tokio::test]
 async fn foreign_values_under_version_and_tracking_keys_are_replaced() {
+    let _alone = cache_suite::one_at_a_time().await;
     let Some(url) = database_url(REDIS_URL) else {
         return;
     };

@@ -150,7 +150,7 @@ pub(crate) fn table_list(cx: &mut Ctxt, expr: &Expr) -> Vec<LitStr> {
 ///
 /// Generated tokens given the first span at their start and the last at their end make
 /// rustc underline the whole of the user's code, even where `Span::join` is unavailable.
-pub(crate) fn span_range<T: ToTokens>(tokens: &T) -> (Span, Span) {
+pub(crate) fn span_range<T: ToTokens + ?Sized>(tokens: &T) -> (Span, Span) {
     let mut iter = tokens.to_token_stream().into_iter();
     let first = iter.next().map_or_else(Span::call_site, |t| t.span());
     let last = iter.last().map_or(first, |t| t.span());
@@ -158,7 +158,7 @@ pub(crate) fn span_range<T: ToTokens>(tokens: &T) -> (Span, Span) {
 }
 
 /// `&(inner)`, spanning the whole of `at` in diagnostics.
-pub(crate) fn reference_spanning<T: ToTokens>(at: &T, inner: TokenStream) -> TokenStream {
+pub(crate) fn reference_spanning<T: ToTokens + ?Sized>(at: &T, inner: TokenStream) -> TokenStream {
     let (first, last) = span_range(at);
     let mut group = Group::new(Delimiter::Parenthesis, inner);
     group.set_span(last);

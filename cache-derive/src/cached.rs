@@ -1,19 +1,22 @@
 //! `#[cached(...)]`: attribute parsing, checks, and the rewrite of the `async fn`.
 
-use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, Path, ReturnType, Token, Type};
 
-use crate::args::{self, CacheParam, Role, TxKind};
+use crate::args::{self, CacheParam, Role};
 use crate::attr::{self, Attr};
 use crate::ctxt::Ctxt;
+use crate::receiver::{self, FieldPath};
 use crate::{fingerprint, ttl};
 
 const MACRO: &str = "#[cached]";
-const KEYS: &[&str] = &["ttl", "table", "tables", "skip", "key", "cache", "name"];
+const KEYS: &[&str] = &[
+    "ttl", "table", "tables", "skip", "key", "cache", "name", "self_key",
+];
 
 /// The checked attribute arguments.
 #[derive(Default)]
@@ -26,6 +29,8 @@ struct Args {
     key: Option<Expr>,
     cache: Option<Expr>,
     name: Option<LitStr>,
+    /// What keys `self` instead of the fields the body reads.
+    self_key: Option<(Path, Expr)>,
 }
 
 fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
@@ -36,6 +41,7 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
     let mut key: Attr<(Path, Expr)> = Attr::none(MACRO, "key");
     let mut cache = Attr::none(MACRO, "cache");
     let mut name = Attr::none(MACRO, "name");
+    let mut self_key: Attr<(Path, Expr)> = Attr::none(MACRO, "self_key");
 
     let parser = syn::meta::parser(|meta| {
         match attr::key_of(&meta).as_str() {
@@ -101,6 +107,11 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
                     ),
                 }
             }
+            // #[cached(self_key = self.tenant_id)]
+            "self_key" => {
+                let expr: Expr = meta.value()?.parse()?;
+                self_key.set(cx, &meta.path, (meta.path.clone(), expr));
+            }
             _ => attr::unknown_key(cx, &meta, MACRO, KEYS)?,
         }
         Ok(())
@@ -125,6 +136,13 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
             "`skip` has no effect with `key`: `key = ...` replaces the key built from the arguments",
         );
     }
+    let self_key = self_key.get();
+    if let (Some((path, _)), Some(_)) = (&self_key, &key) {
+        cx.error_spanned_by(
+            path,
+            "`self_key` has no effect with `key`: `key = ...` replaces the whole key",
+        );
+    }
     Args {
         ttl: ttl.get(),
         tables: table.or(tables).map(|(_, list)| list),
@@ -132,13 +150,17 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
         key: key.map(|(_, expr)| expr),
         cache: cache.get(),
         name: name.get(),
+        self_key,
     }
 }
 
-/// A parameter that is part of the key.
-struct Keyed<'a> {
-    ident: &'a Ident,
-    param: &'a syn::PatType,
+/// What a named parameter contributes to a call.
+enum ParamUse {
+    /// Classified by its type: keyed, or a handle (never keyed) whose transaction state
+    /// counts.
+    Add,
+    /// In `skip(...)`, or `key = ...` is given: only a handle's transaction state counts.
+    Probe,
 }
 
 /// A checked `#[cached]` function.
@@ -146,8 +168,9 @@ struct CachedFn<'a> {
     args: Args,
     item: &'a ItemFn,
     output: &'a Type,
-    keyed: Vec<Keyed<'a>>,
-    type_params: Vec<&'a Ident>,
+    params: Vec<(&'a Ident, &'a syn::PatType, ParamUse)>,
+    /// The fields of `self` the body reads, keyed like parameters.
+    self_fields: Vec<FieldPath>,
     cache_param: Option<CacheParam<'a>>,
 }
 
@@ -170,9 +193,14 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
             None
         }
     };
+    let receiver = args::receiver(sig);
 
     for skipped in &args.skip {
-        if skipped != "self" && !has_param(sig, skipped) {
+        if skipped == "self" {
+            if receiver.is_none() {
+                cx.error_spanned_by(skipped, "cannot skip `self`: this function has no `self`");
+            }
+        } else if !has_param(sig, skipped) {
             cx.error_spanned_by(
                 skipped,
                 format!(
@@ -181,22 +209,28 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
             );
         }
     }
+    if let (Some((path, _)), None) = (&args.self_key, receiver) {
+        cx.error_spanned_by(
+            path,
+            "`self_key` keys `self`, and this function has no `self`",
+        );
+    }
 
-    let roles = args::classify(sig);
-    let mut keyed = Vec::new();
-    let mut cache_param = None;
-    for role in &roles {
+    let mut params = Vec::new();
+    for role in args::classify(sig) {
         match role {
-            Role::Receiver | Role::Database => {}
-            Role::Cache(ident) => {
-                if cache_param.is_none() {
-                    cache_param = *ident;
-                }
-            }
-            Role::Keyed(ident, param) => {
-                if args.key.is_none() && !args.skip.iter().any(|s| s == *ident) {
-                    keyed.push(Keyed { ident, param });
-                }
+            Role::Receiver => {}
+            Role::Named(ident, pt) => {
+                let skipped = args.key.is_some() || args.skip.iter().any(|s| s == ident);
+                params.push((
+                    ident,
+                    pt,
+                    if skipped {
+                        ParamUse::Probe
+                    } else {
+                        ParamUse::Add
+                    },
+                ));
             }
             Role::Pattern(pt) => {
                 if args.key.is_none() {
@@ -209,21 +243,44 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
             }
         }
     }
+
+    // `self` is keyed by the fields the body reads, unless the key or `self`'s part of it
+    // is given, or `self` is skipped.
+    let self_is_keyed = receiver.is_some()
+        && args.key.is_none()
+        && args.self_key.is_none()
+        && !args.skip.iter().any(|s| s == "self");
+    let mut self_fields = Vec::new();
+    if self_is_keyed {
+        let reads = receiver::reads(&item.block);
+        if let Some((span, what)) = reads.opaque {
+            cx.error_at(
+                span,
+                format!(
+                    "#[cached] keys the fields of `self` this method reads, and this method \
+                     {what}, which may read any of them: say what the result depends on with \
+                     `self_key = ...` (such as `self_key = self.tenant_id`), or write \
+                     `skip(self)` if it does not depend on `self` at all"
+                ),
+            );
+        }
+        self_fields = reads.fields;
+    }
+
     Some(CachedFn {
-        type_params: args::keyed_type_params(sig),
+        cache_param: args::cache_param(sig),
         args,
         item,
         output: output?,
-        keyed,
-        cache_param,
+        params,
+        self_fields,
     })
 }
 
 fn has_param(sig: &syn::Signature, ident: &Ident) -> bool {
-    sig.inputs.iter().any(|arg| match arg {
-        syn::FnArg::Typed(pt) => matches!(&*pt.pat, syn::Pat::Ident(p) if p.ident == *ident),
-        syn::FnArg::Receiver(_) => false,
-    })
+    args::classify(sig)
+        .iter()
+        .any(|role| matches!(role, Role::Named(name, _) if *name == ident))
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -262,32 +319,41 @@ pub(crate) fn with_original(cx: Ctxt, item: TokenStream) -> TokenStream {
 // Input:
 //
 //     #[cached(ttl = "60s")]
-//     async fn find_user(pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> { body }
+//     async fn find_user(&self, pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> {
+//         #![inner attributes]
+//         statements reading self.tenant
+//     }
 //
 // Output:
 //
-//     async fn find_user(pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> {
-//         static __SCOPE: KeyScope = KeyScope::with_code(concat!(module_path!(), "::find_user"), "<hash>");
+//     async fn find_user(&self, pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> {
+//         #![inner attributes]
+//         static __SCOPE: KeyScope = KeyScope::generated(None, "<hash of signature and body>");
+//         assert_output::<Result<Option<User>, sqlx::Error>>();   // one error, at the type
 //         let __cache: &Cache = global();
 //         let __ttl: Ttl = Ttl::For(Duration::new(60, 0));
 //         let __tables: &[&str] = <Result<Option<User>, sqlx::Error> as EntityTables>::TABLES;
-//         let __key = { let mut __args = KeyArgs::new(); __args.push(&id); __args.finish(__cache, &__SCOPE) };
-//         load(__cache, __key, __tables, __ttl, move || async move { <fake return edge> body }).await
+//         let __call = {
+//             let mut __args = KeyArgs::new();
+//             __args.add((&&&&&Arg(&pool)).__param());          // a handle, by its type
+//             __args.add((&&&&&Arg(&id)).__param());            // keyed: `Serialize`
+//             __args.add((&&&&&Arg(&self.tenant)).__param());   // read by the body
+//             __args.finish(__cache, __SCOPE.instance(type_name_of_val(&|| ())))
+//         };
+//         if let Some(hit) = (&Hit::<O>::new()).hit(__cache, &__call, &__ttl) { return hit; }
+//         (&Hit::<O>::new()).load(__cache, __call, __tables, __ttl, move || async move {
+//             <fake return edge>
+//             statements
+//         }).await
 //     }
-//
-// With a parameter `tx` whose type is named `Transaction`, whether it is a transaction
-// (by its type) is taken first and the load goes through `load_in`, which just runs the
-// body when it is:
-//
-//         let __in_transaction = false | (&TxRead(&*tx)).in_transaction();
-//         load_in(__cache, __key, __tables, __ttl, __in_transaction, move || async move { body }).await
 fn generate(f: &CachedFn) -> TokenStream {
     let private = quote!(::cache_runtime::__private);
     // Mixed-site hygiene: the body (moved inside) never sees these, whatever its names.
     let cache_var = local("__cache");
+    let owned_var = local("__cache_owned");
     let ttl_var = local("__ttl");
     let tables_var = local("__tables");
-    let key_var = local("__key");
+    let call_var = local("__call");
     let args_var = local("__args");
     let ItemFn {
         attrs,
@@ -295,21 +361,33 @@ fn generate(f: &CachedFn) -> TokenStream {
         sig,
         block,
     } = f.item;
+    let (inner_attrs, outer_attrs) = split_attrs(attrs);
+    let stmts = &block.stmts;
     let output = f.output;
 
-    let identity = match &f.args.name {
-        Some(name) => name.to_token_stream(),
-        None => {
-            let fn_name = sig.ident.unraw().to_string();
-            quote!(::core::concat!(::core::module_path!(), "::", #fn_name))
-        }
+    let name = match &f.args.name {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
     };
     let code = fingerprint::of(sig, block);
 
+    // A cache borrowed from `self` or taken by value is cloned (an `Arc` increment) when
+    // the body may move or mutate what it is borrowed from.
+    let exclusive_self = args::receiver(sig).is_some_and(args::receiver_is_exclusive);
     let cache = match (&f.args.cache, f.cache_param) {
-        (Some(expr), _) => quote_spanned!(expr.span()=> #expr),
-        (None, Some(param)) => quote!(#param),
-        (None, None) => quote!(#private::global()),
+        (Some(expr), _) if exclusive_self => quote_spanned! {expr.span()=>
+            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#expr);
+            let #cache_var: &#private::Cache = &#owned_var;
+        },
+        (Some(expr), _) => quote_spanned! {expr.span()=>
+            let #cache_var: &#private::Cache = #expr;
+        },
+        (None, Some(param)) if param.by_value => quote! {
+            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#param);
+            let #cache_var: &#private::Cache = &#owned_var;
+        },
+        (None, Some(param)) => quote!(let #cache_var: &#private::Cache = #param;),
+        (None, None) => quote!(let #cache_var: &#private::Cache = #private::global();),
     };
 
     let ttl = match &f.args.ttl {
@@ -319,7 +397,7 @@ fn generate(f: &CachedFn) -> TokenStream {
             use #private::{EntityTtl as _, PlainTtl as _};
             #private::ttl_or_default(
                 #cache_var,
-                (&#private::Probe::<#output>::new()).entity_ttl(),
+                (&#private::EntityProbe::<#output>::new()).entity_ttl(),
             )
         }},
     };
@@ -331,111 +409,95 @@ fn generate(f: &CachedFn) -> TokenStream {
         },
     };
 
-    let key_parts: Vec<TokenStream> = match &f.args.key {
-        // A missing `Serialize` is reported at the key expression or the parameter.
-        Some(expr) => {
-            let value = attr::reference_spanning(expr, expr.to_token_stream());
-            let (first, _) = attr::span_range(expr);
-            vec![quote_spanned!(first=> #args_var.push(#value);)]
-        }
-        None => f
-            .keyed
-            .iter()
-            .map(|k| {
-                let value = attr::reference_spanning(k.param, k.ident.to_token_stream());
-                let (first, _) = attr::span_range(k.param);
-                quote_spanned!(first=> #args_var.push(#value);)
-            })
-            .chain(
-                f.type_params
-                    .iter()
-                    .map(|t| quote!(#args_var.push(::core::any::type_name::<#t>());)),
-            )
-            .collect(),
+    // Each parameter is classified by its type; a missing `Serialize` is reported at it.
+    let classify = |value: TokenStream, at: &dyn ToTokens, method: TokenStream| {
+        let arg = attr::reference_spanning(at, value);
+        let (first, _) = attr::span_range(at);
+        quote_spanned!(first=> #args_var.#method((&&&&&#private::Arg(#arg)).__param());)
     };
-
-    // A read through a transaction runs uncached (`__private::load_in`); whether a
-    // parameter named `Transaction` is one is decided by its type, before the body takes it.
-    let transactions = args::transactions(sig);
-    let in_tx_var = local("__in_transaction");
-    let (in_tx, in_tx_arg, load_fn, uncached) = if transactions.is_empty() {
-        (
-            TokenStream::new(),
-            TokenStream::new(),
-            quote!(load),
-            quote!(false),
-        )
-    } else {
-        let probes = transactions.iter().map(|tx| {
-            let ident = tx.ident;
-            let value = match tx.kind {
-                TxKind::Value => quote!(&#ident),
-                TxKind::Ref | TxKind::RefMut => quote!(&*#ident),
+    let mut parts: Vec<TokenStream> = f
+        .params
+        .iter()
+        .map(|(ident, param, use_)| {
+            let method = match use_ {
+                ParamUse::Add => quote!(add),
+                ParamUse::Probe => quote!(probe),
             };
-            quote!(| (&#private::TxRead(#value)).in_transaction())
-        });
-        (
-            quote! {
-                let #in_tx_var: ::core::primitive::bool = {
-                    #[allow(unused_imports)]
-                    use #private::{OtherRead as _, TransactionRead as _};
-                    false #(#probes)*
-                };
-            },
-            quote!(#in_tx_var,),
-            quote!(load_in),
-            quote!(#in_tx_var),
-        )
-    };
+            classify(ident.to_token_stream(), param, method)
+        })
+        .collect();
+    for field in &f.self_fields {
+        let members = &field.members;
+        let path = quote_spanned!(field.span=> self #(.#members)*);
+        parts.push(classify(path.clone(), &path, quote!(add)));
+    }
+    for value in f
+        .args
+        .key
+        .iter()
+        .chain(f.args.self_key.as_ref().map(|(_, e)| e))
+    {
+        let reference = attr::reference_spanning(value, value.to_token_stream());
+        let (first, _) = attr::span_range(value);
+        parts.push(quote_spanned!(first=> #args_var.push(#reference);));
+    }
 
     let fake_return = fake_return_edge(output);
-    // Spanned over the return type: an output that is not cacheable is reported there.
-    let load = {
-        let (first, last) = attr::span_range(output);
-        let mut call_args = Group::new(
-            Delimiter::Parenthesis,
-            quote! {
-                #cache_var, #key_var, #tables_var, #ttl_var, #in_tx_arg move || async move {
-                    #fake_return
-                    #block
-                }
-            },
-        );
-        call_args.set_span(last);
-        let awaited = quote_spanned!(last=> .await);
-        quote_spanned!(first=> ::cache_runtime::__private::#load_fn #call_args #awaited)
-    };
-    // An in-memory hit is answered here, in the function's own first poll, before the
-    // load's future is built: a hit never creates, moves or drops it.
-    let hit_var = local("__hit");
-    let hit = quote! {
-        #[allow(unused_imports)]
-        use #private::{CachedHit as _, NoHit as _};
-        if let ::core::option::Option::Some(#hit_var) = (&#private::Hit::<#output>::new())
-            .hit(#cache_var, &#key_var, &#ttl_var, #uncached)
-        {
-            return #hit_var;
+    let loader = quote! {
+        move || async move {
+            #fake_return
+            #(#stmts)*
         }
     };
+    let hit_var = local("__hit");
 
     quote! {
-        #(#attrs)*
+        #(#outer_attrs)*
         #vis #sig {
-            static __SCOPE: #private::KeyScope = #private::KeyScope::with_code(#identity, #code);
-            let #cache_var: &#private::Cache = #cache;
+            #(#inner_attrs)*
+            static __SCOPE: #private::KeyScope = #private::KeyScope::generated(#name, #code);
+            #private::assert_output::<#output>();
+            #cache
             let #ttl_var: #private::Ttl = #ttl;
             let #tables_var: &[&::core::primitive::str] = #tables;
-            let #key_var = {
+            let #call_var = {
+                #[allow(unused_imports)]
+                use #private::{
+                    AcquireParam as _, ConnectionParam as _, ExecutorParam as _,
+                    HandleParam as _, KeyedParam as _,
+                };
                 #[allow(unused_mut)]
                 let mut #args_var = #private::KeyArgs::new();
-                #(#key_parts)*
-                #args_var.finish(#cache_var, &__SCOPE)
+                #(#parts)*
+                #args_var.finish(
+                    #cache_var,
+                    __SCOPE.instance(::core::any::type_name_of_val(&|| ())),
+                )
             };
-            #in_tx
-            #hit
-            #load
+            #[allow(unused_imports)]
+            use #private::{CachedHit as _, NoHit as _};
+            // An in-memory hit is answered here, in the function's own first poll, before
+            // the load's future is built: a hit never creates, moves or drops it.
+            if let ::core::option::Option::Some(#hit_var) = (&#private::Hit::<#output>::new())
+                .hit(#cache_var, &#call_var, &#ttl_var)
+            {
+                return #hit_var;
+            }
+            (&#private::Hit::<#output>::new())
+                .load(#cache_var, #call_var, #tables_var, #ttl_var, #loader)
+                .await
         }
     }
+}
+
+/// Inner attributes (`#![allow(..)]` at the top of the body, which syn keeps with the
+/// item's) and the item's own.
+pub(crate) fn split_attrs(
+    attrs: &[syn::Attribute],
+) -> (Vec<&syn::Attribute>, Vec<&syn::Attribute>) {
+    attrs
+        .iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)))
 }
 
 /// An unreachable `return` of the declared type at the top of the moved body, so that the
@@ -483,23 +545,44 @@ mod tests {
         let item: syn::ItemFn = syn::parse_str(&out).unwrap();
         assert_eq!(item.sig.ident, "find");
         assert!(out.contains("Duration :: new (60u64 , 0u32)"), "{out}");
-        assert!(out.contains("push (& (id))"), "only `id` is keyed: {out}");
-        assert!(!out.contains("push (& (pool))"), "{out}");
+        // Every parameter is classified by its type, none by its name.
+        assert!(
+            out.contains("__private :: Arg (& (id))) . __param ())"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__private :: Arg (& (pool))) . __param ())"),
+            "{out}"
+        );
+        assert!(!out.contains("probe"), "{out}");
+    }
+
+    fn expand_method(args: &str, body: &str) -> String {
+        let item: proc_macro2::TokenStream =
+            format!("async fn find(&self, id: i64) -> Result<i64, E> {{ {body} }}")
+                .parse()
+                .unwrap();
+        super::expand(args.parse().unwrap(), item).to_string()
     }
 
     #[test]
-    fn a_transaction_is_not_keyed_and_is_probed() {
-        let item: proc_macro2::TokenStream =
-            "async fn find(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<i64, E> { body }"
-                .parse()
-                .unwrap();
-        let out = super::expand("table = \"users\"".parse().unwrap(), item).to_string();
-        assert!(!out.contains("push (& (tx))"), "{out}");
-        assert!(out.contains("TxRead (& * tx)"), "{out}");
-        assert!(out.contains("__private :: load_in"), "{out}");
+    fn the_fields_of_self_the_body_reads_are_keyed() {
+        let out = expand_method("table = \"t\"", "Ok(self.tenant + self.config.limit)");
+        assert!(out.contains("Arg (& (self . tenant))"), "{out}");
+        assert!(out.contains("Arg (& (self . config . limit))"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+        // A method call on `self` could read anything: an error, unless told.
+        let out = expand_method("table = \"t\"", "self.helper()");
         assert!(
-            !expand("ttl = \"60s\"").contains("load_in"),
-            "no transaction, plain load"
+            out.contains("compile_error") && out.contains("self_key"),
+            "{out}"
+        );
+        let out = expand_method("table = \"t\", skip(self)", "self.helper()");
+        assert!(!out.contains("compile_error"), "{out}");
+        let out = expand_method("table = \"t\", self_key = self.tenant", "self.helper()");
+        assert!(
+            !out.contains("compile_error") && out.contains("push (& (self . tenant))"),
+            "{out}"
         );
     }
 

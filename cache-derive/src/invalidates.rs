@@ -6,9 +6,9 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Expr, ItemFn, LitStr, ReturnType, Token, Type};
 
-use crate::args::{self, Role, TxKind, TxParam};
+use crate::args::{self, Role};
 use crate::attr::{self, Attr};
-use crate::cached::{fake_return_edge, local, with_original};
+use crate::cached::{fake_return_edge, local, split_attrs, with_original};
 use crate::ctxt::Ctxt;
 
 const MACRO: &str = "#[invalidates]";
@@ -141,27 +141,38 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 // Input:
 //
 //     #[invalidates(User)]
-//     async fn rename(pool: &SqlitePool, id: i64, name: &str) -> sqlx::Result<u64> { body }
+//     async fn rename(tx: &mut Transaction<'_, Postgres>, id: i64, name: &str) -> sqlx::Result<u64> { body }
 //
 // Output:
 //
-//     async fn rename(pool: &SqlitePool, id: i64, name: &str) -> sqlx::Result<u64> {
+//     async fn rename(tx: &mut Transaction<'_, Postgres>, id: i64, name: &str) -> sqlx::Result<u64> {
+//         let __cache: &Cache = global();
+//         let __tables: &[&str] = &[<User as CacheEntity>::TABLE];
+//         // Each parameter, by its type: the cache's `Transaction` takes the tables (it
+//         // invalidates after COMMIT); a plain `sqlx::Transaction` is a compile error; a
+//         // connection inside a transaction is noticed.
+//         let __deferred = false | deferred((&&&TxWrite(&tx)).defer(__tables)) | ...;
+//         let __guard = WriteGuard::new(__cache, __tables, __deferred);
 //         let __output: sqlx::Result<u64> = async move { <fake return edge> body }.await;
-//         if (&Outcome(&__output)).succeeded() {      // `Ok`, or any non-`Result` output
-//             invalidate(global(), &[<User as CacheEntity>::TABLE]).await;
-//         }
+//         __guard.finish().await;      // dropped unfinished (panic, cancel): invalidates then
 //         __output
 //     }
 fn generate(args: &Args, item: &ItemFn) -> TokenStream {
     let private = quote!(::cache_runtime::__private);
     let cache_var = local("__cache");
+    let owned_var = local("__cache_owned");
     let output_var = local("__output");
+    let tables_var = local("__tables");
+    let deferred_var = local("__deferred");
+    let guard_var = local("__guard");
     let ItemFn {
         attrs,
         vis,
         sig,
         block,
     } = item;
+    let (inner_attrs, outer_attrs) = split_attrs(attrs);
+    let stmts = &block.stmts;
     let output = match &sig.output {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
         ReturnType::Default => quote!(()),
@@ -171,29 +182,19 @@ fn generate(args: &Args, item: &ItemFn) -> TokenStream {
         ReturnType::Default => TokenStream::new(),
     };
 
-    let cache_param = args::classify(sig).into_iter().find_map(|r| match r {
-        Role::Cache(param) => param,
-        _ => None,
-    });
     // A cache borrowed from the arguments (`cache = &self.cache`, `cache: Cache`) is cloned
     // (an `Arc` increment) before the body runs: the body may take the arguments by value
     // or mutably (`&mut self`), which a borrow held across it would forbid.
-    let owned = local("__cache_owned");
-    let (before, cache) = match (&args.cache, cache_param) {
-        (Some(expr), _) => (
-            quote_spanned! {expr.span()=>
-                let #owned: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#expr);
-            },
-            quote!(&#owned),
-        ),
-        (None, Some(param)) if param.by_value => (
-            quote! {
-                let #owned: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#param);
-            },
-            quote!(&#owned),
-        ),
-        (None, Some(param)) => (TokenStream::new(), quote!(#param)),
-        (None, None) => (TokenStream::new(), quote!(#private::global())),
+    let cache = match (&args.cache, args::cache_param(sig)) {
+        (Some(expr), _) => quote_spanned! {expr.span()=>
+            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#expr);
+            let #cache_var: &#private::Cache = &#owned_var;
+        },
+        (None, Some(param)) => quote! {
+            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#param);
+            let #cache_var: &#private::Cache = &#owned_var;
+        },
+        (None, None) => quote!(let #cache_var: &#private::Cache = #private::global();),
     };
 
     let tables = args.targets.iter().map(|t| match t {
@@ -203,156 +204,36 @@ fn generate(args: &Args, item: &ItemFn) -> TokenStream {
         },
     });
 
-    let transactions = args::transactions(sig);
-    if !transactions.is_empty() {
-        // The transactions are rebound inside with their `mut`: the parameters lose it.
-        let mut sig = sig.clone();
-        for arg in &mut sig.inputs {
-            if let syn::FnArg::Typed(pt) = arg
-                && let syn::Pat::Ident(pi) = &mut *pt.pat
-                && transactions
-                    .iter()
-                    .any(|tx| *tx.ident == pi.ident && tx.kind != TxKind::Ref)
-            {
-                pi.mutability = None;
+    let defers = args::classify(sig)
+        .into_iter()
+        .filter_map(|role| match role {
+            Role::Named(ident, pt) => {
+                let (first, _) = attr::span_range(pt);
+                Some(quote_spanned! {first=>
+                    | #private::deferred((&&&#private::TxWrite(&#ident)).defer(#tables_var))
+                })
             }
-        }
-        return generate_in_transaction(
-            &transactions,
-            quote!(#(#attrs)* #vis #sig),
-            quote!(#before),
-            cache,
-            quote!(&[#(#tables),*]),
-            &output,
-            quote!(#fake_return #block),
-        );
-    }
+            _ => None,
+        });
 
     quote! {
-        #(#attrs)*
+        #(#outer_attrs)*
         #vis #sig {
-            #before
+            #(#inner_attrs)*
+            #cache
+            let #tables_var: &[&::core::primitive::str] = &[#(#tables),*];
+            let #deferred_var: ::core::primitive::bool = {
+                #[allow(unused_imports)]
+                use #private::{CacheTxWrite as _, OtherTxWrite as _, PlainTxWrite as _};
+                false #(#defers)*
+            };
+            let #guard_var = #private::WriteGuard::new(#cache_var, #tables_var, #deferred_var);
             let #output_var: #output = async move {
                 #fake_return
-                #block
+                #(#stmts)*
             }
             .await;
-            {
-                #[allow(unused_imports)]
-                use #private::{AnyOutcome as _, ResultOutcome as _};
-                if (&#private::Outcome(&#output_var)).succeeded() {
-                    let #cache_var: &#private::Cache = #cache;
-                    #private::invalidate(#cache_var, &[#(#tables),*]).await;
-                }
-            }
-            #output_var
-        }
-    }
-}
-
-// With parameters whose type is named `Transaction`: a cache `Transaction` gets the tables
-// registered (invalidated after its COMMIT) instead of an immediate invalidation; which
-// parameters are one is decided by their types (`__private::TxWrite`).
-//
-// Input:
-//
-//     #[invalidates(User)]
-//     async fn rename(tx: &mut Transaction<'_, Postgres>, id: i64) -> sqlx::Result<u64> { body }
-//
-// Output:
-//
-//     async fn rename(tx: &mut Transaction<'_, Postgres>, id: i64) -> sqlx::Result<u64> {
-//         let __tables: &[&str] = &[<User as CacheEntity>::TABLE];
-//         let __deferred_early = false;          // `| (&mut TxWrite(&mut tx)).defer(..)` per by-value one
-//         let __output: sqlx::Result<u64> = {
-//             let tx = &mut *tx;                 // the body borrows, so `tx` is usable after it
-//             async move { <fake return edge> body }.await
-//         };
-//         if (&Outcome(&__output)).succeeded()
-//             && !(__deferred_early | (&mut TxWrite(&mut *tx)).defer(__tables))
-//         {
-//             invalidate(global(), __tables).await;
-//         }
-//         __output
-//     }
-//
-// A transaction taken by value is registered before the body runs (the body may commit it,
-// which then invalidates): registering a table that ends up unwritten costs one extra miss.
-fn generate_in_transaction(
-    transactions: &[TxParam],
-    signature: TokenStream,
-    before: TokenStream,
-    cache: TokenStream,
-    tables: TokenStream,
-    output: &TokenStream,
-    body: TokenStream,
-) -> TokenStream {
-    let private = quote!(::cache_runtime::__private);
-    let cache_var = local("__cache");
-    let output_var = local("__output");
-    let tables_var = local("__tables");
-    let early_var = local("__deferred_early");
-
-    let by_value: Vec<&TxParam> = transactions
-        .iter()
-        .filter(|tx| tx.kind == TxKind::Value)
-        .collect();
-    let by_ref: Vec<&TxParam> = transactions
-        .iter()
-        .filter(|tx| tx.kind == TxKind::RefMut)
-        .collect();
-
-    let rebinds = by_value.iter().map(|tx| {
-        let ident = tx.ident;
-        quote! {
-            #[allow(unused_mut)]
-            let mut #ident = #ident;
-        }
-    });
-    let early = by_value.iter().map(|tx| {
-        let ident = tx.ident;
-        quote!(| (&mut #private::TxWrite(&mut #ident)).defer(#tables_var))
-    });
-    let reborrows = by_ref.iter().map(|tx| {
-        let ident = tx.ident;
-        let mutability = tx.mutability;
-        quote! {
-            #[allow(unused_mut)]
-            let #mutability #ident = &mut *#ident;
-        }
-    });
-    let late = by_ref.iter().map(|tx| {
-        let ident = tx.ident;
-        quote!(| (&mut #private::TxWrite(&mut *#ident)).defer(#tables_var))
-    });
-
-    quote! {
-        #signature {
-            #before
-            let #tables_var: &[&::core::primitive::str] = #tables;
-            #(#rebinds)*
-            let #early_var: ::core::primitive::bool = {
-                #[allow(unused_imports)]
-                use #private::{CacheTxWrite as _, OtherTxWrite as _};
-                false #(#early)*
-            };
-            let #output_var: #output = {
-                #(#reborrows)*
-                async move {
-                    #body
-                }
-                .await
-            };
-            {
-                #[allow(unused_imports)]
-                use #private::{
-                    AnyOutcome as _, CacheTxWrite as _, OtherTxWrite as _, ResultOutcome as _,
-                };
-                if (&#private::Outcome(&#output_var)).succeeded() && !(#early_var #(#late)*) {
-                    let #cache_var: &#private::Cache = #cache;
-                    #private::invalidate(#cache_var, #tables_var).await;
-                }
-            }
+            #guard_var.finish().await;
             #output_var
         }
     }

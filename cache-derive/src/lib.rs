@@ -8,11 +8,13 @@
 
 mod args;
 mod attr;
+mod cache_impl;
 mod cached;
 mod ctxt;
 mod entity;
 mod fingerprint;
 mod invalidates;
+mod receiver;
 mod ttl;
 
 use proc_macro::TokenStream;
@@ -138,4 +140,47 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
     invalidates::expand(args.into(), item.into()).into()
+}
+
+/// Defaults for the `#[cached]` and `#[invalidates]` methods of an `impl` block: the cache
+/// they use and how `self` is keyed, written once for a repository instead of on every
+/// method. A method that sets a key itself keeps its own.
+///
+/// | key | meaning |
+/// |---|---|
+/// | `cache = &self.cache` | the `&Cache` every annotated method uses (methods with `self` only, when it reads `self`) |
+/// | `self_key = self.tenant_id` | what keys `self` in every `#[cached]` method, instead of the fields each body reads |
+///
+/// ```
+/// use cache_runtime::{Cache, Settings, cache_impl, cached, invalidates};
+///
+/// struct Users {
+///     cache: Cache,
+///     tenant: i64,
+/// }
+///
+/// #[cache_impl(cache = &self.cache)]
+/// impl Users {
+///     // Keyed by `id` and by `self.tenant`, which the body reads.
+///     #[cached(table = "users")]
+///     async fn name(&self, id: i64) -> Result<String, std::io::Error> {
+///         Ok(format!("user {id} of tenant {}", self.tenant))
+///     }
+///
+///     #[invalidates(tables = ["users"])]
+///     async fn rename(&self, id: i64) -> Result<(), std::io::Error> {
+///         Ok(())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache = Cache::new(Settings::default()).unwrap();
+/// let (a, b) = (Users { cache: cache.clone(), tenant: 1 }, Users { cache, tenant: 2 });
+/// assert_eq!(a.name(7).await?, "user 7 of tenant 1");
+/// assert_eq!(b.name(7).await?, "user 7 of tenant 2"); // another tenant, another key
+/// # Ok::<(), std::io::Error>(()) }).unwrap();
+/// ```
+#[proc_macro_attribute]
+pub fn cache_impl(args: TokenStream, item: TokenStream) -> TokenStream {
+    cache_impl::expand(args.into(), item.into()).into()
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -171,24 +171,24 @@ impl Cache {
     }
 
     fn build(settings: Settings, store: Store) -> Cache {
-        Cache {
-            inner: Arc::new(Inner {
-                prefix: format!("{}:", settings.namespace),
-                namespace: Namespace::intern(&settings.namespace),
-                // The in-memory store finds entries by hash; a backend needs their keys.
-                tables: Tables::new(
-                    settings.max_keys_per_table,
-                    matches!(store, Store::Memory(_)),
-                ),
-                settings,
-                store,
-                flights: Flights::new(),
-                counters: Counters::default(),
-                pending: PendingBumps::default(),
-                // Room for a few invalidated tables: a write does not allocate.
-                sweep: Mutex::new(Vec::with_capacity(8)),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            prefix: format!("{}:", settings.namespace),
+            namespace: Namespace::intern(&settings.namespace),
+            // The in-memory store finds entries by hash; a backend needs their keys.
+            tables: Tables::new(
+                settings.max_keys_per_table,
+                matches!(store, Store::Memory(_)),
+            ),
+            settings,
+            store,
+            flights: Flights::new(),
+            counters: Counters::default(),
+            pending: PendingBumps::default(),
+            // Room for a few invalidated tables: a write does not allocate.
+            sweep: Mutex::new(Vec::with_capacity(8)),
+        });
+        register(&inner);
+        Cache { inner }
     }
 
     /// The settings this cache was built with.
@@ -211,7 +211,7 @@ impl Cache {
     }
 
     /// The key of arguments written into `builder`, in this cache's namespace.
-    pub(crate) fn key_from(&self, builder: KeyBuilder, scope: &KeyScope) -> Key {
+    pub(crate) fn key_from(&self, builder: KeyBuilder, scope: u32) -> Key {
         builder.finish(self.inner.namespace, scope)
     }
 
@@ -329,10 +329,13 @@ impl Cache {
         self.load(key, tables, ttl, loader).await
     }
 
-    /// Makes every cached read of `tables` stale, and deletes the keys they track.
+    /// Makes every cached read of `tables` stale, in this cache and in every other
+    /// [`Cache`] of this process, and deletes the keys they track.
     ///
     /// Call it after the write is visible to other connections (after `COMMIT`): a read
-    /// that starts after this returns will not be served anything read before it.
+    /// that starts after this returns will not be served anything read before it, by any
+    /// cache of the process (a repository's own, the process-wide one), whichever cache
+    /// the write named.
     ///
     /// With a backend that shares versions, the backend's versions are bumped too, so
     /// every cache sharing it stops serving those entries. If that fails (the backend is
@@ -340,46 +343,55 @@ impl Cache {
     /// backend until it has delivered the bump (retried before each backend operation),
     /// and other caches see the invalidation once it is delivered.
     pub async fn invalidate(&self, tables: &[&str]) {
-        if let Store::Memory(_) = &self.inner.store {
-            // The version bump is what makes entries stale; deleting them only frees memory.
-            // So the writer pays O(1) per table: the tracked keys are handed to the sweep,
-            // which later misses drain a few at a time.
-            let mut sweep = self
-                .inner
-                .sweep
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for name in tables {
-                let table = self.inner.tables.get(name);
-                table.bump();
-                self.inner.counters.bump(Counter::Invalidations);
-                let tracked = table.take_hashes();
-                if !tracked.is_empty() {
-                    sweep.push(tracked);
-                }
+        // The in-memory stores are invalidated right here; caches over a backend (rare:
+        // no allocation otherwise) are gathered and awaited after the registry's lock.
+        let mut remote: Vec<Arc<Inner>> = Vec::new();
+        for_each_cache(|inner| {
+            let named = Arc::ptr_eq(inner, &self.inner);
+            match &inner.store {
+                Store::Memory(_) => inner.invalidate_memory(tables, named),
+                Store::Backend(_) => remote.push(inner.clone()),
             }
-            return;
+        });
+        for inner in remote {
+            let named = Arc::ptr_eq(&inner, &self.inner);
+            // Boxed: its state (remote calls) would otherwise make every in-memory
+            // invalidation's future larger.
+            Box::pin(inner.invalidate_backend(tables, named)).await;
         }
-        // Boxed: its state (remote calls) would otherwise make every in-memory
-        // invalidation's future larger.
-        Box::pin(self.invalidate_backend(tables)).await;
     }
 
-    async fn invalidate_backend(&self, tables: &[&str]) {
-        let mut keys = Vec::new();
-        for name in tables {
-            let table = self.inner.tables.get(name);
-            table.bump();
-            self.inner.counters.bump(Counter::Invalidations);
-            keys.extend(table.take_keys());
-        }
-        if let Store::Backend(backend) = &self.inner.store
-            && backend.shared_versions()
-            && !tables.is_empty()
-        {
-            self.bump_shared(backend.as_ref(), tables).await;
-        }
-        self.delete(&keys).await;
+    /// [`Cache::invalidate`] without waiting: for a write that can no longer await (its
+    /// future was dropped, or it panicked). Every in-memory store and every cache's local
+    /// table versions are invalidated before this returns; a shared backend's versions are
+    /// bumped by a task spawned on the current Tokio runtime, and until that lands the
+    /// cache serves nothing from the backend.
+    pub(crate) fn invalidate_now(&self, tables: &[&str]) {
+        for_each_cache(|inner| match &inner.store {
+            Store::Memory(_) => inner.invalidate_memory(tables, Arc::ptr_eq(inner, &self.inner)),
+            Store::Backend(backend) => {
+                for table in inner.tables_to_invalidate(tables, Arc::ptr_eq(inner, &self.inner)) {
+                    table.bump();
+                    inner.counters.bump(Counter::Invalidations);
+                    drop(table.take_keys());
+                }
+                // Other processes may have read these tables: a shared backend is bumped
+                // whether or not this cache has seen them.
+                if backend.shared_versions() {
+                    inner.pending.add(tables);
+                    let cache = Cache {
+                        inner: inner.clone(),
+                    };
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            if let Store::Backend(backend) = &cache.inner.store {
+                                cache.deliver_pending(backend.as_ref()).await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
     }
 
     /// Removes every entry of this cache and makes all loads in flight stale.
@@ -940,25 +952,187 @@ impl fmt::Debug for Cache {
     }
 }
 
+impl Inner {
+    /// The in-memory store's part of an invalidation. The version bump is what makes
+    /// entries stale; deleting them only frees memory. So the writer pays O(1) per table:
+    /// the tracked keys are handed to the sweep, which later misses drain a few at a time.
+    fn invalidate_memory(&self, tables: &[&str], named: bool) {
+        let mut sweep = self.sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        for table in self.tables_to_invalidate(tables, named) {
+            table.bump();
+            self.counters.bump(Counter::Invalidations);
+            let tracked = table.take_hashes();
+            if !tracked.is_empty() {
+                sweep.push(tracked);
+            }
+        }
+    }
+
+    /// The tables of a write this cache must bump: all of them in the cache the write
+    /// named (each counts as an invalidation), and those it has seen in the others (one it
+    /// has not seen has nothing to make stale).
+    fn tables_to_invalidate<'a>(
+        &'a self,
+        tables: &'a [&'a str],
+        named: bool,
+    ) -> impl Iterator<Item = Arc<Table>> + 'a {
+        tables.iter().filter_map(move |name| {
+            if named {
+                Some(self.tables.get(name))
+            } else {
+                self.tables.existing(name)
+            }
+        })
+    }
+
+    async fn invalidate_backend(self: Arc<Inner>, tables: &[&str], named: bool) {
+        let cache = Cache { inner: self };
+        let inner = &cache.inner;
+        let mut keys = Vec::new();
+        for table in inner.tables_to_invalidate(tables, named) {
+            table.bump();
+            inner.counters.bump(Counter::Invalidations);
+            keys.extend(table.take_keys());
+        }
+        if let Store::Backend(backend) = &inner.store
+            && backend.shared_versions()
+            && !tables.is_empty()
+        {
+            cache.bump_shared(backend.as_ref(), tables).await;
+        }
+        cache.delete(&keys).await;
+    }
+}
+
+/// Every cache of this process, so that a write through one reaches them all.
+static CACHES: RwLock<Vec<Weak<Inner>>> = RwLock::new(Vec::new());
+
+fn register(inner: &Arc<Inner>) {
+    let mut caches = CACHES.write().unwrap_or_else(PoisonError::into_inner);
+    caches.retain(|c| c.strong_count() > 0);
+    caches.push(Arc::downgrade(inner));
+}
+
+fn for_each_cache(mut f: impl FnMut(&Arc<Inner>)) {
+    let caches = CACHES.read().unwrap_or_else(PoisonError::into_inner);
+    for weak in caches.iter() {
+        if let Some(inner) = weak.upgrade() {
+            f(&inner);
+        }
+    }
+}
+
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
+/// Where the process-wide cache came from: `install`, or the first `global()` call.
+static GLOBAL_ORIGIN: OnceLock<Origin> = OnceLock::new();
+
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    Installed(&'static std::panic::Location<'static>),
+    DefaultFirstUsedAt(&'static std::panic::Location<'static>),
+}
 
 /// Installs `cache` as the process-wide cache used by macro-generated code that has no
-/// `&Cache` parameter and no `cache = ...` argument.
+/// `&Cache` parameter and no `cache = ...` argument. Call it once at start-up, before any
+/// cached function runs.
+///
+/// ```
+/// use cache_runtime::{Cache, Settings};
+///
+/// let settings = Settings { namespace: "shop".into(), ..Settings::default() };
+/// cache_runtime::install(Cache::new(settings)?)?;
+/// assert_eq!(cache_runtime::global().settings().namespace, "shop");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 ///
-/// Gives `cache` back when a process-wide cache is already in place (installed, or created
-/// with default settings by an earlier [`global`] call).
-pub fn install(cache: Cache) -> Result<(), Cache> {
-    GLOBAL.set(cache)
+/// An [`InstallError`] when a process-wide cache is already in place: installed before,
+/// or created with default settings because a cached function (or [`global`]) used it
+/// first. The error says where that happened; it is also logged at `ERROR` level, so
+/// ignoring it does not keep the mistake quiet. Its
+/// [`into_cache`](InstallError::into_cache) gives `cache` back.
+#[track_caller]
+pub fn install(cache: Cache) -> Result<(), InstallError> {
+    let at = std::panic::Location::caller();
+    let mut cache = Some(cache);
+    GLOBAL.get_or_init(|| {
+        let _ = GLOBAL_ORIGIN.set(Origin::Installed(at));
+        // Runs only while nothing is installed, so `cache` is still there.
+        cache
+            .take()
+            .unwrap_or_else(|| Cache::build(Settings::default(), default_store()))
+    });
+    match cache {
+        None => Ok(()),
+        Some(rejected) => {
+            let error = InstallError {
+                cache: Some(rejected),
+                origin: GLOBAL_ORIGIN.get().copied(),
+                at,
+            };
+            tracing::error!(target: "cache_runtime", "{error}");
+            Err(error)
+        }
+    }
 }
 
 /// The process-wide cache: the one [`install`]ed, or else an in-memory cache with
-/// [`Settings::default`], created on first use.
+/// [`Settings::default`], created on first use (and a later [`install`] fails, saying
+/// where that first use was).
+#[track_caller]
 pub fn global() -> &'static Cache {
-    GLOBAL.get_or_init(|| Cache::build(Settings::default(), default_store()))
+    if let Some(cache) = GLOBAL.get() {
+        return cache;
+    }
+    let at = std::panic::Location::caller();
+    GLOBAL.get_or_init(|| {
+        let _ = GLOBAL_ORIGIN.set(Origin::DefaultFirstUsedAt(at));
+        Cache::build(Settings::default(), default_store())
+    })
 }
 
 fn default_store() -> Store {
     Store::Memory(MemoryStore::new(Settings::default().max_entries))
 }
+
+/// [`install`] came too late: a process-wide cache was already in place.
+pub struct InstallError {
+    cache: Option<Cache>,
+    origin: Option<Origin>,
+    at: &'static std::panic::Location<'static>,
+}
+
+impl InstallError {
+    /// The cache that was not installed.
+    pub fn into_cache(self) -> Option<Cache> {
+        self.cache
+    }
+}
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cache_runtime::install at {} came too late: ", self.at)?;
+        match self.origin {
+            Some(Origin::Installed(at)) => write!(
+                f,
+                "a process-wide cache was already installed at {at}; install one cache, once"
+            ),
+            Some(Origin::DefaultFirstUsedAt(at)) => write!(
+                f,
+                "the process-wide cache was first used at {at}, which created it with default \
+                 settings; call install() at start-up, before any cached function or \
+                 invalidation runs"
+            ),
+            None => f.write_str("a process-wide cache is already in place"),
+        }
+    }
+}
+
+impl fmt::Debug for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstallError({self})")
+    }
+}
+
+impl std::error::Error for InstallError {}

@@ -2,17 +2,19 @@
 //! leaves the process.
 //!
 //! A key is defined by its *material*: the function's fingerprint, the namespace and the
-//! rmp-serde encoding of the keyed arguments. Its stable name, the one remote backends
-//! store and every process agrees on, is
+//! encoding of the keyed arguments (`key_encoder`: injective, canonical). Its stable name,
+//! the one remote backends store and every process agrees on, is
 //!
 //! ```text
-//! fingerprint = blake3::derive_key("cache-runtime v1 function fingerprint",
-//!                   len(identity) ‖ identity ‖ len(code) ‖ code)
-//! digest      = blake3::keyed_hash(fingerprint, len(namespace) ‖ namespace ‖ rmp(args))
+//! fingerprint = blake3::derive_key("cache-runtime v2 function fingerprint",
+//!                   len(identity) ‖ identity ‖ len(code) ‖ code ‖ len(instance) ‖ instance)
+//! digest      = blake3::keyed_hash(fingerprint, len(namespace) ‖ namespace ‖ args)
 //! ```
 //!
-//! (every variable-length part is length-prefixed, and rmp values are self-delimiting, so
-//! distinct inputs never share key material).
+//! (every variable-length part is length-prefixed, and encoded arguments are
+//! self-delimiting, so distinct inputs never share key material). `instance` names the
+//! generic arguments the function was instantiated with (empty for non-generic code), so
+//! `Repo<A>::count` and `Repo<B>::count` never share keys.
 //!
 //! Inside the process a hit does not need that digest, and blake3 costs 65-80 ns on the
 //! hardware this was measured on, more than the rest of a hit together. So a key holds its
@@ -24,12 +26,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::io;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock};
 
 use serde::Serialize;
 
-const FINGERPRINT_CONTEXT: &str = "cache-runtime v1 function fingerprint";
+const FINGERPRINT_CONTEXT: &str = "cache-runtime v2 function fingerprint";
 
 /// A key's bytes: its material's length, then the material: 2 bytes of scope id, 2 of
 /// namespace id, the rest encoded arguments (a whole `Key` is 56 bytes, compared as words).
@@ -59,8 +61,20 @@ const DIGEST: u8 = u8::MAX;
 pub struct KeyScope {
     identity: &'static str,
     code: &'static str,
+    /// Macro-generated without `name = ...`: the identity is the path of the code instance
+    /// (see [`KeyScope::instance`]), which names the function, its `Self` type and every
+    /// generic argument.
+    identity_from_instance: bool,
     /// The fingerprint's interned id, computed on first use.
     id: OnceLock<u32>,
+    /// The instance [`KeyScope::instance`] resolved last: nearly always the only one.
+    last: AtomicPtr<Instance>,
+}
+
+/// One code instance of a scope: the path its generated code reported, and its id.
+struct Instance {
+    path: &'static str,
+    id: u32,
 }
 
 impl KeyScope {
@@ -75,11 +89,26 @@ impl KeyScope {
         KeyScope {
             identity,
             code,
+            identity_from_instance: false,
             id: OnceLock::new(),
+            last: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
-    /// The name this scope was created with.
+    /// The scope of a macro-generated function: `name` is the user's `name = "..."`, or
+    /// `None` to take the identity from the instance path.
+    #[doc(hidden)]
+    pub const fn generated(name: Option<&'static str>, code: &'static str) -> KeyScope {
+        let mut scope = match name {
+            Some(name) => KeyScope::with_code(name, code),
+            None => KeyScope::with_code("", code),
+        };
+        scope.identity_from_instance = name.is_none();
+        scope
+    }
+
+    /// The name this scope was created with (empty for a macro-generated scope named by
+    /// its instance path).
     pub fn identity(&self) -> &'static str {
         self.identity
     }
@@ -88,15 +117,81 @@ impl KeyScope {
     /// wherever the scope is declared) share one id.
     #[inline]
     fn id(&self) -> u32 {
-        *self.id.get_or_init(|| {
-            let mut h = blake3::Hasher::new_derive_key(FINGERPRINT_CONTEXT);
-            for part in [self.identity, self.code] {
-                h.update(&(part.len() as u64).to_le_bytes());
-                h.update(part.as_bytes());
-            }
-            registry().fingerprint_id(*h.finalize().as_bytes())
-        })
+        *self
+            .id
+            .get_or_init(|| fingerprint_id(self.identity, self.code, ""))
     }
+
+    /// The id of this scope in one instance of the generated code, given its path: the
+    /// `type_name` of a closure in the function's body, such as
+    /// `app::Repo<app::Tenant>::find::{{closure}}::{{closure}}`. A static in a generic
+    /// function is one for every instantiation, so without this `Repo<A>::find` and
+    /// `Repo<B>::find` (or two impls' methods with one name) would share keys.
+    ///
+    /// Costs a pointer comparison when the path is the one seen last.
+    #[doc(hidden)]
+    #[inline]
+    pub fn instance(&'static self, path: &'static str) -> u32 {
+        let last = self.last.load(Ordering::Acquire);
+        // SAFETY: `last` is null or a leaked, never freed `Instance`.
+        if let Some(seen) = unsafe { last.as_ref() }
+            && std::ptr::eq(seen.path, path)
+        {
+            return seen.id;
+        }
+        self.instance_slow(path)
+    }
+
+    #[cold]
+    fn instance_slow(&'static self, path: &'static str) -> u32 {
+        let instance = registry().instance(self, path);
+        self.last
+            .store(std::ptr::from_ref(instance).cast_mut(), Ordering::Release);
+        instance.id
+    }
+
+    fn instance_id(&self, path: &str) -> u32 {
+        let path = path.trim_end_matches("::{{closure}}");
+        if self.identity_from_instance {
+            fingerprint_id(path, self.code, "")
+        } else {
+            let generics = generic_args(path);
+            if generics.is_empty() {
+                self.id()
+            } else {
+                fingerprint_id(self.identity, self.code, &generics)
+            }
+        }
+    }
+}
+
+/// Every `<...>` group at the top level of a type path, in order:
+/// `<app::Repo<u8> as app::Find>::get` gives `<app::Repo<u8> as app::Find>`,
+/// `app::Repo<u8>::get<3>` gives `<u8><3>`.
+fn generic_args(path: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in path.chars() {
+        if c == '<' {
+            depth += 1;
+        }
+        if depth > 0 {
+            out.push(c);
+        }
+        if c == '>' {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    out
+}
+
+fn fingerprint_id(identity: &str, code: &str, instance: &str) -> u32 {
+    let mut h = blake3::Hasher::new_derive_key(FINGERPRINT_CONTEXT);
+    for part in [identity, code, instance] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    registry().fingerprint_id(*h.finalize().as_bytes())
 }
 
 impl fmt::Debug for KeyScope {
@@ -116,6 +211,9 @@ type Interned<K> = RwLock<(Vec<K>, HashMap<K, u32>)>;
 struct Registry {
     fingerprints: Interned<[u8; 32]>,
     namespaces: Interned<Box<str>>,
+    /// Instances by (scope address, path text): bounded by the program's functions and
+    /// their instantiations.
+    instances: RwLock<HashMap<(usize, &'static str), &'static Instance>>,
 }
 
 fn registry() -> &'static Registry {
@@ -143,6 +241,25 @@ fn intern<K: Clone + Eq + Hash>(table: &Interned<K>, value: K) -> u32 {
 }
 
 impl Registry {
+    fn instance(&self, scope: &'static KeyScope, path: &'static str) -> &'static Instance {
+        let at = (std::ptr::from_ref(scope) as usize, path);
+        if let Some(found) = self
+            .instances
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&at)
+        {
+            return found;
+        }
+        let id = scope.instance_id(path);
+        let mut map = self
+            .instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(at)
+            .or_insert_with(|| Box::leak(Box::new(Instance { path, id })))
+    }
+
     fn fingerprint_id(&self, fingerprint: [u8; 32]) -> u32 {
         intern(&self.fingerprints, fingerprint)
     }
@@ -243,25 +360,6 @@ impl Material {
         self.len = end;
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Drops every byte past `len` (a length this material had before).
-    pub(crate) fn truncate(&mut self, len: usize) {
-        if self.len > INLINE {
-            self.spill.truncate(len);
-            if len <= INLINE {
-                self.inline[1..1 + len].copy_from_slice(&self.spill[..len]);
-                self.spill.clear();
-            }
-        }
-        if len <= INLINE {
-            self.inline[1 + len..].fill(0);
-        }
-        self.len = len;
-    }
-
     pub(crate) fn args(&self) -> &[u8] {
         if self.len > INLINE {
             &self.spill[IDS..]
@@ -301,33 +399,23 @@ impl KeyBuilder {
         KeyBuilder(Material::new(0, Namespace(0)))
     }
 
-    /// Appends one argument, encoded as rmp-serde does.
+    /// Appends one argument's encoding.
     #[inline]
     pub(crate) fn push<T: Serialize + ?Sized>(
         &mut self,
         value: &T,
-    ) -> Result<(), rmp_serde::encode::Error> {
+    ) -> Result<(), crate::key_encoder::EncodeError> {
         crate::key_encoder::encode(&mut self.0, value)
     }
 
+    /// The key of the pushed arguments for the scope with this id (a
+    /// [`KeyScope::instance`]).
     #[inline]
-    pub(crate) fn finish(mut self, namespace: Namespace, scope: &KeyScope) -> Key {
+    pub(crate) fn finish(mut self, namespace: Namespace, scope: u32) -> Key {
         // Only the inline buffer holds ids: spilled material is only ever digested, from
         // `args()`.
-        self.0.set_ids(scope.id(), namespace);
+        self.0.set_ids(scope, namespace);
         self.0.finish()
-    }
-}
-
-impl io::Write for Material {
-    #[inline]
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.push(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -510,11 +598,12 @@ mod tests {
         let k1 = Key::build("ns", &A, &(1_i64, "x")).unwrap();
         let k2 = Key::build("ns", &A, &(1_i64, "x")).unwrap();
         assert_eq!(k1, k2);
-        // Pinned so that a change to the key layout (which would orphan every stored entry
-        // of every deployment) is a deliberate, visible decision.
+        // Pinned so that a change to the key layout (which orphans every stored entry of
+        // every deployment: they simply miss) is a deliberate, visible decision. Layout v1
+        // (rmp-serde arguments) gave 32df69d8...; v2 is the injective encoding.
         assert_eq!(
             k1.to_string(),
-            "32df69d810e2b354a4485b106556e16c9e9f1db12e16779cad9b8dc712ed3dc1"
+            "2f1bafce52675138a5c9d792bd93c73fb14765e348fd962aa353ef7e7ba5bf1c"
         );
     }
 
@@ -548,7 +637,7 @@ mod tests {
         let mut h = blake3::Hasher::new_keyed(&registry().fingerprint(A.id()));
         h.update(&2u64.to_le_bytes());
         h.update(b"ns");
-        h.update(&rmp_serde::to_vec(&long).unwrap());
+        h.update(&crate::key_encoder::to_vec(&long).unwrap());
         assert_eq!(a.digest(), *h.finalize().as_bytes());
         // Right at the inline boundary, both kinds agree with themselves.
         for len in 40..56 {
@@ -569,6 +658,44 @@ mod tests {
         // Two scopes with the same identity and code are the same function.
         static A_AGAIN: KeyScope = KeyScope::new("a");
         assert_eq!(Key::build("ns1", &A_AGAIN, &1).unwrap(), a);
+    }
+
+    /// Mechanism: `KeyScope::instance` mixes the instantiation into the fingerprint. One
+    /// `static` scope serves every instantiation of a generic function.
+    #[test]
+    fn instances_of_one_scope_have_their_own_keys() {
+        static GENERATED: KeyScope = KeyScope::generated(None, "code");
+        static NAMED: KeyScope = KeyScope::generated(Some("repo::count"), "code");
+        let ns = Namespace::intern("ns");
+        let key = |scope: u32| {
+            let mut b = KeyBuilder::new();
+            b.push(&1_i64).unwrap();
+            b.finish(ns, scope)
+        };
+        let a = "app::Repo<app::A>::count::{{closure}}::{{closure}}";
+        let b = "app::Repo<app::B>::count::{{closure}}::{{closure}}";
+        let other_type = "app::Posts::count::{{closure}}::{{closure}}";
+        let same_type = "app::Users::count::{{closure}}::{{closure}}";
+        assert_ne!(key(GENERATED.instance(a)), key(GENERATED.instance(b)));
+        assert_ne!(
+            key(GENERATED.instance(other_type)),
+            key(GENERATED.instance(same_type))
+        );
+        assert_eq!(key(GENERATED.instance(a)), key(GENERATED.instance(a)));
+        // Named: stable across renames and moves, still apart per instantiation.
+        assert_ne!(key(NAMED.instance(a)), key(NAMED.instance(b)));
+        let moved = "elsewhere::Repo<app::A>::count::{{closure}}::{{closure}}";
+        assert_eq!(key(NAMED.instance(a)), key(NAMED.instance(moved)));
+        let plain = "app::users::count::{{closure}}::{{closure}}";
+        assert_eq!(NAMED.instance(plain), NAMED.id());
+        // The path seen last is cached; the others are still found.
+        for _ in 0..3 {
+            assert_ne!(GENERATED.instance(a), GENERATED.instance(b));
+        }
+        assert_eq!(
+            generic_args("<app::Repo<u8> as app::Find>::get<3>"),
+            "<app::Repo<u8> as app::Find><3>"
+        );
     }
 
     #[test]

@@ -39,8 +39,8 @@ mod tables;
 mod transaction;
 mod ttl;
 
-pub use cache::{Cache, global, install};
-pub use cache_derive::{CacheEntity, cached, invalidates};
+pub use cache::{Cache, InstallError, global, install};
+pub use cache_derive::{CacheEntity, cache_impl, cached, invalidates};
 pub use entity::CacheEntity;
 pub use key::{Key, KeyError, KeyScope};
 pub use output::{CacheValue, LoadOutput};

@@ -10,8 +10,15 @@ use serde::ser::{self, Impossible};
 
 /// The bounds a cached value needs: cloned out on a hit, shared between tasks, encoded for
 /// remote backends. Implemented automatically.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in the cache",
+    label = "cached values must be `Clone + Send + Sync + Serialize + Deserialize + 'static`",
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for `{Self}` (and keep \
+            it free of borrowed data)"
+)]
 pub trait CacheValue: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
 
+#[diagnostic::do_not_recommend]
 impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> CacheValue for T {}
 
 /// The output of a cached loader: the cacheable value, or something to pass through untouched.
@@ -35,8 +42,10 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> CacheValue
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned from a cached function",
     label = "not a cacheable output",
-    note = "return `Result<{Self}, E>`, `Option<{Self}>` or `Vec<{Self}>`, derive `CacheEntity`, \
-            or implement `cache_runtime::LoadOutput` for `{Self}`"
+    note = "a cached function returns the data itself: a `Result<T, E>` (only `Ok` is cached), \
+            `Option<T>`, `Vec<T>`, a primitive, a `String` or a `CacheEntity`, where `T` is \
+            `Clone + Serialize + Deserialize`; wrap it (in `Json`, a response type...) where \
+            it is used, or implement `cache_runtime::LoadOutput` for `{Self}`"
 )]
 pub trait LoadOutput: Sized {
     /// The part that is stored and served from the cache.

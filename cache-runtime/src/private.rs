@@ -5,21 +5,25 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
+use sqlx::Connection as _;
+
 use crate::key::KeyBuilder;
 pub use crate::{Cache, CacheEntity, CacheValue, Key, KeyScope, LoadOutput, Ttl, global};
 pub use serde::Serialize;
 
 // ----- #[cached]: keys -----
 
-/// The keyed arguments of one call, encoded one by one with rmp-serde as they are pushed,
-/// straight into the key's inline buffer.
+/// The parameters of one call: the keyed ones encoded one by one as they are added,
+/// straight into the key's inline buffer, and whether a database handle among them may be
+/// inside a transaction.
 ///
-/// Pushing each argument separately (rather than building one tuple) puts the `Serialize`
-/// bound on each argument, so a missing impl is reported at that argument only. rmp values
-/// are self-delimiting, so the concatenation is unambiguous.
+/// Adding each parameter separately (rather than building one tuple) puts the `Serialize`
+/// bound on each, so a missing impl is reported at that parameter only. Encoded values are
+/// self-delimiting, so the concatenation is unambiguous.
 pub struct KeyArgs {
     builder: KeyBuilder,
     error: Option<String>,
+    uncached: bool,
 }
 
 impl KeyArgs {
@@ -29,9 +33,25 @@ impl KeyArgs {
         KeyArgs {
             builder: KeyBuilder::new(),
             error: None,
+            uncached: false,
         }
     }
 
+    /// Adds one parameter, as classified by [`Arg`]: keyed, or a handle whose transaction
+    /// state counts.
+    #[inline]
+    pub fn add<T: ?Sized, P: KeyPart<T>>(&mut self, part: P) {
+        part.add_to(self);
+    }
+
+    /// Looks at a parameter that is not keyed (`skip(...)`, or `key = ...` given): only a
+    /// handle's transaction state counts.
+    #[inline]
+    pub fn probe<P: Probe>(&mut self, part: P) {
+        part.probe(self);
+    }
+
+    /// Adds a value to the key (`key = ...`).
     #[inline]
     pub fn push<T: KeyArg + ?Sized>(&mut self, value: &T) {
         if self.error.is_none()
@@ -41,14 +61,25 @@ impl KeyArgs {
         }
     }
 
-    /// The key of the pushed arguments in `cache`'s namespace, or why there is none.
+    /// The key of the added arguments in `cache`'s namespace (or why there is none), for
+    /// the function instance `scope` ([`KeyScope::instance`]).
     #[inline]
-    pub fn finish(self, cache: &Cache, scope: &KeyScope) -> Result<Key, String> {
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok(cache.key_from(self.builder, scope)),
+    pub fn finish(self, cache: &Cache, scope: u32) -> Call {
+        Call {
+            key: match self.error {
+                Some(e) => Err(e),
+                None => Ok(cache.key_from(self.builder, scope)),
+            },
+            uncached: self.uncached,
         }
     }
+}
+
+/// One call of a cached function: its key, and whether it must run uncached (a handle it
+/// was given may be inside a transaction).
+pub struct Call {
+    key: Result<Key, String>,
+    uncached: bool,
 }
 
 /// A value that can be part of a cache key: anything `Serialize`.
@@ -56,16 +87,226 @@ impl KeyArgs {
     message = "`{Self}` cannot be part of a cache key: it does not implement `serde::Serialize`",
     label = "part of the cache key, so it must implement `serde::Serialize`",
     note = "derive or implement `serde::Serialize` for it, list the parameter in `skip(...)`, \
-            or give the key yourself with `key = ...`"
+            or give the key yourself with `key = ...`; for a field of `self` the body reads, \
+            write `skip(self)` or `self_key = ...`"
 )]
 pub trait KeyArg: Serialize {}
 
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + ?Sized> KeyArg for T {}
+
+// ----- #[cached]: what each parameter is, by its type -----
+//
+// `(&&&&&Arg(&param)).__param()` picks, by autoref specialization, the first of these that
+// the parameter's type satisfies (in a generic function, that its bounds prove):
+//
+// 1. an SQLx executor (`&Pool`, `&mut PgConnection`, `impl PgExecutor<'_>`, `E: Executor`);
+// 2. an `Acquire` (`&mut Transaction`, `&mut PoolConnection`, `impl Acquire<'_>`);
+// 3. a known handle by value or behind `&`, `&mut`, `Box`, `Arc` (`Pool`, `PoolConnection`,
+//    `sqlx::Transaction`, the cache's `Transaction`, a `Cache`);
+// 4. a connection by value;
+// 5. anything else: keyed, so it must be `Serialize`.
+//
+// Handles are never keyed. Whether one may be inside a transaction is asked of the value:
+// a read through one neither reads nor stores entries.
+
+/// A parameter (or a field of `self` the body reads) to classify.
+pub struct Arg<'a, T: ?Sized>(pub &'a T);
+
+/// A keyed parameter.
+pub struct Keyed<'a, T: ?Sized>(&'a T);
+
+/// A database handle (or a cache): not keyed.
+pub struct Handle {
+    /// It may be inside a transaction: the read runs uncached.
+    maybe_in_transaction: bool,
+}
+
+pub trait ExecutorParam {
+    fn __param(&self) -> Handle;
+}
+
+impl<'c, T: sqlx::Executor<'c>> ExecutorParam for &&&&Arg<'_, T> {
+    #[inline]
+    fn __param(&self) -> Handle {
+        Handle {
+            maybe_in_transaction: handle_state::<T, T::Database>(self.0),
+        }
+    }
+}
+
+pub trait AcquireParam {
+    fn __param(&self) -> Handle;
+}
+
+impl<'c, T: sqlx::Acquire<'c>> AcquireParam for &&&Arg<'_, T> {
+    #[inline]
+    fn __param(&self) -> Handle {
+        Handle {
+            maybe_in_transaction: handle_state::<T, T::Database>(self.0),
+        }
+    }
+}
+
+pub trait HandleParam {
+    fn __param(&self) -> Handle;
+}
+
+impl<T: KnownHandle + ?Sized> HandleParam for &&Arg<'_, T> {
+    #[inline]
+    fn __param(&self) -> Handle {
+        Handle {
+            maybe_in_transaction: self.0.maybe_in_transaction(),
+        }
+    }
+}
+
+pub trait ConnectionParam {
+    fn __param(&self) -> Handle;
+}
+
+impl<T: sqlx::Connection> ConnectionParam for &Arg<'_, T> {
+    #[inline]
+    fn __param(&self) -> Handle {
+        Handle {
+            maybe_in_transaction: self.0.is_in_transaction(),
+        }
+    }
+}
+
+pub trait KeyedParam<'a, T: ?Sized> {
+    fn __param(&self) -> Keyed<'a, T>;
+}
+
+impl<'a, T: ?Sized> KeyedParam<'a, T> for Arg<'a, T> {
+    #[inline]
+    fn __param(&self) -> Keyed<'a, T> {
+        Keyed(self.0)
+    }
+}
+
+/// Whether a handle of type `T` (an executor or `Acquire` over `DB`) may be inside a
+/// transaction, told by its concrete type, even in a generic function: a pool never is, a
+/// connection says, a transaction always is, and an executor of any other type (a wrapper
+/// this crate does not know) is assumed to be.
+fn handle_state<T, DB: sqlx::Database>(handle: &T) -> bool {
+    let ty = typeid::of::<T>();
+    if ty == typeid::of::<&sqlx::Pool<DB>>() {
+        return false;
+    }
+    if ty == typeid::of::<&mut DB::Connection>() {
+        // SAFETY: `T` is `&mut DB::Connection`, up to lifetimes, which do not change a
+        // type's layout; the reference read here does not outlive `handle`.
+        let conn = unsafe { &*std::ptr::from_ref(handle).cast::<&mut DB::Connection>() };
+        return conn.is_in_transaction();
+    }
+    if ty == typeid::of::<&mut sqlx::pool::PoolConnection<DB>>() {
+        // SAFETY: as above.
+        let conn =
+            unsafe { &*std::ptr::from_ref(handle).cast::<&mut sqlx::pool::PoolConnection<DB>>() };
+        return conn.is_in_transaction();
+    }
+    true
+}
+
+/// SQLx handles (and caches) a cached function may take by value or behind a pointer.
+pub trait KnownHandle {
+    fn maybe_in_transaction(&self) -> bool;
+}
+
+impl<DB: sqlx::Database> KnownHandle for sqlx::Pool<DB> {
+    fn maybe_in_transaction(&self) -> bool {
+        false
+    }
+}
+
+impl<DB: sqlx::Database> KnownHandle for sqlx::pool::PoolConnection<DB> {
+    fn maybe_in_transaction(&self) -> bool {
+        self.is_in_transaction()
+    }
+}
+
+impl<DB: sqlx::Database> KnownHandle for sqlx::Transaction<'_, DB> {
+    fn maybe_in_transaction(&self) -> bool {
+        true
+    }
+}
+
+impl<DB: sqlx::Database> KnownHandle for crate::Transaction<'_, DB> {
+    fn maybe_in_transaction(&self) -> bool {
+        true
+    }
+}
+
+impl KnownHandle for Cache {
+    fn maybe_in_transaction(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! handle_pointers {
+    ($($pointer:ty),*) => {$(
+        impl<T: KnownHandle + ?Sized> KnownHandle for $pointer {
+            fn maybe_in_transaction(&self) -> bool {
+                (**self).maybe_in_transaction()
+            }
+        }
+    )*};
+}
+
+handle_pointers!(&T, &mut T, Box<T>, std::sync::Arc<T>);
+
+/// What a classified parameter adds to the key.
+#[diagnostic::on_unimplemented(
+    message = "`{T}` cannot be part of a cache key: it does not implement `serde::Serialize`",
+    label = "part of the cache key, so it must implement `serde::Serialize`",
+    note = "derive or implement `serde::Serialize` for it, list the parameter in `skip(...)`, \
+            or give the key yourself with `key = ...`; for a field of `self` the body reads, \
+            write `skip(self)` or `self_key = ...`"
+)]
+pub trait KeyPart<T: ?Sized> {
+    fn add_to(self, args: &mut KeyArgs);
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: KeyArg + ?Sized> KeyPart<T> for Keyed<'_, T> {
+    #[inline]
+    fn add_to(self, args: &mut KeyArgs) {
+        args.push(self.0);
+    }
+}
+
+impl KeyPart<Handle> for Handle {
+    #[inline]
+    fn add_to(self, args: &mut KeyArgs) {
+        args.uncached |= self.maybe_in_transaction;
+    }
+}
+
+/// A parameter that is not keyed: a handle's state still counts.
+pub trait Probe {
+    fn probe(self, args: &mut KeyArgs);
+}
+
+impl<T: ?Sized> Probe for Keyed<'_, T> {
+    #[inline]
+    fn probe(self, _: &mut KeyArgs) {}
+}
+
+impl Probe for Handle {
+    #[inline]
+    fn probe(self, args: &mut KeyArgs) {
+        args.uncached |= self.maybe_in_transaction;
+    }
+}
+
+// ----- #[cached]: the call -----
 
 /// Names the output type `O` of a cached function for the autoref dispatch below:
 /// `(&Hit::<O>::new()).hit(..)` is the value of an in-memory hit when `O` is a
-/// `LoadOutput`. For any other `O` it is `None` without an error of its own, so a
-/// non-cacheable output is reported once, at [`load`].
+/// `LoadOutput`, and `(&Hit::<O>::new()).load(..)` the rest of the read. For any other `O`
+/// both compile without an error of their own (`hit` is `None`, `load` runs the body), so
+/// a non-cacheable output is reported once, by [`assert_output`].
 pub struct Hit<O>(PhantomData<fn() -> O>);
 
 impl<O> Hit<O> {
@@ -77,55 +318,74 @@ impl<O> Hit<O> {
 }
 
 pub trait CachedHit<O> {
-    /// The value of an in-memory hit, if `key` has one that may be served; `None` for
-    /// everything else (a miss, a remote store, a bypass), which [`load`] then handles.
-    fn hit(&self, cache: &Cache, key: &Result<Key, String>, ttl: &Ttl, uncached: bool)
-    -> Option<O>;
+    /// The value of an in-memory hit, if `call` has one that may be served; `None` for
+    /// everything else (a miss, a remote store, a bypass), which `load` then handles.
+    fn hit(&self, cache: &Cache, call: &Call, ttl: &Ttl) -> Option<O>;
+
+    /// What is left of a cached read after `hit` found no in-memory hit: a remote lookup
+    /// and the load when the key could be built and the call may be cached, else the body
+    /// uncached (the cache never breaks a call). Boxed, so the generated function's
+    /// future stays small.
+    fn load<F, Fut>(
+        &self,
+        cache: &Cache,
+        call: Call,
+        tables: &[&str],
+        ttl: Ttl,
+        loader: F,
+    ) -> impl Future<Output = O>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>;
 }
 
 impl<O: LoadOutput> CachedHit<O> for Hit<O> {
     #[inline]
-    fn hit(
-        &self,
-        cache: &Cache,
-        key: &Result<Key, String>,
-        ttl: &Ttl,
-        uncached: bool,
-    ) -> Option<O> {
-        match key {
-            Ok(key) if !uncached => cache.memory_hit(key, ttl),
+    fn hit(&self, cache: &Cache, call: &Call, ttl: &Ttl) -> Option<O> {
+        match &call.key {
+            Ok(key) if !call.uncached => cache.memory_hit(key, ttl),
             _ => None,
         }
+    }
+
+    #[inline]
+    fn load<F, Fut>(
+        &self,
+        cache: &Cache,
+        call: Call,
+        tables: &[&str],
+        ttl: Ttl,
+        loader: F,
+    ) -> impl Future<Output = O>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        Box::pin(cache.slow_path(call.key, tables, ttl, call.uncached, loader))
     }
 }
 
 pub trait NoHit<O> {
     #[inline]
-    fn hit(&self, _: &Cache, _: &Result<Key, String>, _: &Ttl, _: bool) -> Option<O> {
+    fn hit(&self, _: &Cache, _: &Call, _: &Ttl) -> Option<O> {
         None
+    }
+
+    #[inline]
+    fn load<F, Fut>(&self, _: &Cache, _: Call, _: &[&str], _: Ttl, loader: F) -> Fut
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        loader()
     }
 }
 
 impl<O> NoHit<O> for &Hit<O> {}
 
-/// Runs what is left of a cached read after [`Hit`] found no in-memory hit: a remote
-/// lookup and the load when the key could be built, else the query uncached (the cache
-/// never breaks a call). Boxed, so the generated function's future stays small.
+/// Checks, once and at the return type, that a cached function's output can be cached.
 #[inline]
-pub fn load<O, F, Fut>(
-    cache: &Cache,
-    key: Result<Key, String>,
-    tables: &[&str],
-    ttl: Ttl,
-    loader: F,
-) -> impl Future<Output = O>
-where
-    O: LoadOutput,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = O>,
-{
-    load_in(cache, key, tables, ttl, false, loader)
-}
+pub const fn assert_output<O: LoadOutput>() {}
 
 // ----- #[cached]: tables and default TTL from the returned entity -----
 
@@ -165,13 +425,13 @@ impl<T: EntityTables, E> EntityTables for Result<T, E> {
 /// Names the return type `T` of a cached function for the autoref dispatch below:
 /// `(&Probe::<T>::new()).entity_ttl()` is the entity's `default_ttl()` when `T` is an
 /// `EntityTables`, else `None`.
-pub struct Probe<T>(PhantomData<fn() -> T>);
+pub struct EntityProbe<T>(PhantomData<fn() -> T>);
 
-impl<T> Probe<T> {
+impl<T> EntityProbe<T> {
     #[inline]
     #[allow(clippy::new_without_default)]
-    pub const fn new() -> Probe<T> {
-        Probe(PhantomData)
+    pub const fn new() -> EntityProbe<T> {
+        EntityProbe(PhantomData)
     }
 }
 
@@ -179,7 +439,7 @@ pub trait EntityTtl {
     fn entity_ttl(&self) -> Option<Ttl>;
 }
 
-impl<T: EntityTables> EntityTtl for Probe<T> {
+impl<T: EntityTables> EntityTtl for EntityProbe<T> {
     #[inline]
     fn entity_ttl(&self) -> Option<Ttl> {
         T::default_ttl()
@@ -190,7 +450,7 @@ pub trait PlainTtl {
     fn entity_ttl(&self) -> Option<Ttl>;
 }
 
-impl<T> PlainTtl for &Probe<T> {
+impl<T> PlainTtl for &EntityProbe<T> {
     #[inline]
     fn entity_ttl(&self) -> Option<Ttl> {
         None
@@ -205,125 +465,144 @@ pub fn ttl_or_default(cache: &Cache, entity: Option<Ttl>) -> Ttl {
 
 // ----- #[invalidates] -----
 
-/// The output of a write, for the autoref dispatch below: `(&Outcome(&out)).succeeded()` is
-/// `is_ok()` for any `Result` (aliases included) and `true` for anything else.
-pub struct Outcome<'a, T>(pub &'a T);
-
-pub trait ResultOutcome {
-    fn succeeded(&self) -> bool;
+/// Invalidates a write's tables however its body ends: [`WriteGuard::finish`] after it
+/// returned (`Ok` or `Err`: an error does not prove that nothing was written), or, when the
+/// body panicked or its future was dropped once started (a client that went away, a
+/// timeout), when the guard is dropped. An extra miss is harmless; a missed invalidation is
+/// not.
+pub struct WriteGuard<'a> {
+    cache: &'a Cache,
+    tables: &'a [&'a str],
+    armed: bool,
 }
 
-impl<T, E> ResultOutcome for Outcome<'_, Result<T, E>> {
+impl<'a> WriteGuard<'a> {
+    /// A guard for a write to `tables` through `cache`; `deferred` when a cache
+    /// `Transaction` took the tables (it invalidates them after `COMMIT`), and nothing is
+    /// armed when `Settings::invalidate_on_write` is off.
     #[inline]
-    fn succeeded(&self) -> bool {
-        self.0.is_ok()
+    pub fn new(cache: &'a Cache, tables: &'a [&'a str], deferred: bool) -> WriteGuard<'a> {
+        WriteGuard {
+            cache,
+            tables,
+            armed: !deferred && cache.settings().invalidate_on_write,
+        }
+    }
+
+    /// The body returned: invalidates (in every cache of this process).
+    pub async fn finish(mut self) {
+        if self.armed {
+            self.cache.invalidate(self.tables).await;
+            self.armed = false;
+        }
     }
 }
 
-pub trait AnyOutcome {
-    fn succeeded(&self) -> bool;
-}
-
-impl<T> AnyOutcome for &Outcome<'_, T> {
-    #[inline]
-    fn succeeded(&self) -> bool {
-        true
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cache.invalidate_now(self.tables);
+        }
     }
 }
 
-/// Invalidates `tables` after a successful write, unless `Settings::invalidate_on_write`
-/// is off.
-pub async fn invalidate(cache: &Cache, tables: &[&str]) {
-    if cache.settings().invalidate_on_write {
-        cache.invalidate(tables).await;
+// ----- #[invalidates]: transactions, by type -----
+
+/// A parameter of an `#[invalidates]` function, for the autoref dispatch below:
+/// `deferred((&&&TxWrite(&param)).defer(tables))` registers `tables` on the cache's
+/// `Transaction` (by value or behind any reference; it invalidates them after `COMMIT`)
+/// and is `true`; a plain `sqlx::Transaction` is a compile error (nothing could invalidate
+/// after its `COMMIT`); anything else is `false`.
+pub struct TxWrite<'a, T: ?Sized>(pub &'a T);
+
+/// The cache's `Transaction`, by value or behind `&`, `&mut`.
+pub trait CacheTx {
+    fn register(&self, tables: &[&str]);
+}
+
+impl<DB: sqlx::Database> CacheTx for crate::Transaction<'_, DB> {
+    fn register(&self, tables: &[&str]) {
+        self.register(tables);
     }
 }
 
-// ----- transactions -----
-
-/// A parameter of a `#[cached]` function whose type is named `Transaction`, for the autoref
-/// dispatch below: `(&TxRead(&*tx)).in_transaction()` is `true` for the cache's
-/// `Transaction` and for a `sqlx::Transaction`, `false` for any other type.
-///
-/// A read through a transaction neither reads nor fills the cache: it may see the
-/// transaction's own uncommitted writes, and under `REPEATABLE READ` (MySQL's default, and
-/// any SQLite read transaction in WAL mode) its snapshot may predate writes that other
-/// connections already see, so its result must not be stored under current versions. And
-/// its keys are never filled outside a transaction, so there is nothing to read either.
-pub struct TxRead<'a, T: ?Sized>(pub &'a T);
-
-pub trait TransactionRead {
-    fn in_transaction(&self) -> bool;
-}
-
-impl<DB: sqlx::Database> TransactionRead for TxRead<'_, crate::Transaction<'_, DB>> {
-    #[inline]
-    fn in_transaction(&self) -> bool {
-        true
+impl<T: CacheTx + ?Sized> CacheTx for &T {
+    fn register(&self, tables: &[&str]) {
+        (**self).register(tables);
     }
 }
 
-impl<DB: sqlx::Database> TransactionRead for TxRead<'_, sqlx::Transaction<'_, DB>> {
-    #[inline]
-    fn in_transaction(&self) -> bool {
-        true
+impl<T: CacheTx + ?Sized> CacheTx for &mut T {
+    fn register(&self, tables: &[&str]) {
+        (**self).register(tables);
     }
 }
 
-pub trait OtherRead {
-    fn in_transaction(&self) -> bool;
-}
+/// A plain `sqlx::Transaction`, by value or behind `&`, `&mut`.
+pub trait SqlxTx {}
 
-impl<T: ?Sized> OtherRead for &TxRead<'_, T> {
-    #[inline]
-    fn in_transaction(&self) -> bool {
-        false
-    }
-}
-
-/// [`load`] for a read that may receive a transaction: through one, `loader` just runs.
-#[inline]
-pub fn load_in<O, F, Fut>(
-    cache: &Cache,
-    key: Result<Key, String>,
-    tables: &[&str],
-    ttl: Ttl,
-    in_transaction: bool,
-    loader: F,
-) -> impl Future<Output = O>
-where
-    O: LoadOutput,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = O>,
-{
-    Box::pin(cache.slow_path(key, tables, ttl, in_transaction, loader))
-}
-
-/// A parameter of an `#[invalidates]` function whose type is named `Transaction`, for the
-/// autoref dispatch below: `(&mut TxWrite(&mut *tx)).defer(tables)` registers `tables` on
-/// the cache's `Transaction` (to invalidate after `COMMIT`) and returns `true`; for any
-/// other type it returns `false` and the function invalidates at once.
-pub struct TxWrite<'a, T: ?Sized>(pub &'a mut T);
+impl<DB: sqlx::Database> SqlxTx for sqlx::Transaction<'_, DB> {}
+impl<T: SqlxTx + ?Sized> SqlxTx for &T {}
+impl<T: SqlxTx + ?Sized> SqlxTx for &mut T {}
 
 pub trait CacheTxWrite {
-    fn defer(&mut self, tables: &[&str]) -> bool;
+    fn defer(&self, tables: &[&str]) -> bool;
 }
 
-impl<DB: sqlx::Database> CacheTxWrite for TxWrite<'_, crate::Transaction<'_, DB>> {
+impl<T: CacheTx + ?Sized> CacheTxWrite for &&TxWrite<'_, T> {
     #[inline]
-    fn defer(&mut self, tables: &[&str]) -> bool {
-        self.0.written(tables);
+    fn defer(&self, tables: &[&str]) -> bool {
+        self.0.register(tables);
         true
+    }
+}
+
+/// What `#[invalidates]` makes of a plain `sqlx::Transaction` parameter: a compile error.
+pub struct PlainTransaction;
+
+pub trait PlainTxWrite {
+    fn defer(&self, tables: &[&str]) -> PlainTransaction;
+}
+
+impl<T: SqlxTx + ?Sized> PlainTxWrite for &TxWrite<'_, T> {
+    #[inline]
+    fn defer(&self, _: &[&str]) -> PlainTransaction {
+        PlainTransaction
     }
 }
 
 pub trait OtherTxWrite {
-    fn defer(&mut self, tables: &[&str]) -> bool;
+    fn defer(&self, tables: &[&str]) -> bool;
 }
 
-impl<T: ?Sized> OtherTxWrite for &mut TxWrite<'_, T> {
+impl<T: ?Sized> OtherTxWrite for TxWrite<'_, T> {
     #[inline]
-    fn defer(&mut self, _: &[&str]) -> bool {
+    fn defer(&self, _: &[&str]) -> bool {
         false
     }
+}
+
+/// Whether a parameter took the write's tables.
+#[diagnostic::on_unimplemented(
+    message = "#[invalidates] cannot know when a `sqlx::Transaction` commits",
+    label = "a plain `sqlx::Transaction`",
+    note = "invalidating when this function returns would come before `COMMIT`, and a read \
+            in between would cache the old rows for good; take the cache's \
+            `cache_runtime::Transaction` instead (`cache.begin(&pool)`, or \
+            `cache.transaction(tx)` around this one): it invalidates after `COMMIT`"
+)]
+pub trait Deferral {
+    fn deferred(self) -> bool;
+}
+
+impl Deferral for bool {
+    #[inline]
+    fn deferred(self) -> bool {
+        self
+    }
+}
+
+#[inline]
+pub fn deferred<D: Deferral>(deferral: D) -> bool {
+    deferral.deferred()
 }

@@ -197,6 +197,16 @@ impl Tables {
             .clone()
     }
 
+    /// The table named `name`, if this cache has seen it. A table it has not seen has no
+    /// entries and no loads in flight: they resolve their tables before capturing versions.
+    pub(crate) fn existing(&self, name: &str) -> Option<Arc<Table>> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
     pub(crate) fn resolve(&self, names: &[&str]) -> Vec<Arc<Table>> {
         names.iter().map(|n| self.get(n)).collect()
     }

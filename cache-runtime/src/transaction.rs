@@ -2,9 +2,8 @@
 //! committed, never before, and not at all when it rolls back.
 
 use std::fmt;
-use std::future::Future;
 use std::ops::{Deref, DerefMut};
-use std::task::{Context, Waker};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sqlx::Database;
 
@@ -77,10 +76,15 @@ use crate::Cache;
 pub struct Transaction<'c, DB: Database> {
     tx: sqlx::Transaction<'c, DB>,
     cache: Cache,
-    written: Written,
+    /// Behind a lock so that a write function given `&Transaction` registers too.
+    written: Mutex<Written>,
     /// Set for a savepoint begun with [`Transaction::begin`]: when it is released, its
     /// tables move to the enclosing transaction, which invalidates them when it commits.
-    parent: Option<&'c mut Written>,
+    parent: Option<&'c Mutex<Written>>,
+}
+
+fn lock(written: &Mutex<Written>) -> MutexGuard<'_, Written> {
+    written.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a transaction wrote.
@@ -131,7 +135,7 @@ impl Cache {
         Transaction {
             tx,
             cache: self.clone(),
-            written: Written::default(),
+            written: Mutex::default(),
             parent: None,
         }
     }
@@ -145,13 +149,19 @@ impl<'c, DB: Database> Transaction<'c, DB> {
     /// `#[invalidates]` functions taking this transaction call it for you; call it for
     /// writes made without them.
     pub fn written(&mut self, tables: &[&str]) {
-        self.written.add(tables);
+        self.register(tables);
+    }
+
+    /// [`Transaction::written`] through a shared reference (`#[invalidates]` functions
+    /// register before their body runs, whatever they take the transaction by).
+    pub(crate) fn register(&self, tables: &[&str]) {
+        lock(&self.written).add(tables);
     }
 
     /// Whether this transaction (or the one enclosing this savepoint) has written through
     /// an `#[invalidates]` function or registered a write with [`Transaction::written`].
     pub fn has_written(&self) -> bool {
-        self.written.any
+        lock(&self.written).any
     }
 
     /// The cache the written tables are invalidated in.
@@ -174,10 +184,10 @@ impl<'c, DB: Database> Transaction<'c, DB> {
         Ok(Transaction {
             tx: savepoint,
             cache: cache.clone(),
-            written: Written {
+            written: Mutex::new(Written {
                 tables: Vec::new(),
-                any: written.any,
-            },
+                any: lock(written).any,
+            }),
             parent: Some(written),
         })
     }
@@ -191,8 +201,9 @@ impl<'c, DB: Database> Transaction<'c, DB> {
     /// known (the connection may have dropped after the server committed), so the written
     /// tables are invalidated in that case too: an extra miss is harmless, a missed
     /// invalidation is not. For the same reason, when this future is cancelled while
-    /// `COMMIT` is in flight, dropping it invalidates this process's table versions (and
-    /// in-memory entries); a remote backend's shared versions are then left to the TTL.
+    /// `COMMIT` is in flight, dropping it invalidates every cache of the process at once
+    /// (table versions and in-memory entries), and a shared backend's versions from a
+    /// spawned task.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         let Transaction {
             tx,
@@ -200,6 +211,7 @@ impl<'c, DB: Database> Transaction<'c, DB> {
             written,
             parent,
         } = self;
+        let written = written.into_inner().unwrap_or_else(PoisonError::into_inner);
         let tables: Vec<&str> = written.tables.iter().map(|t| &**t).collect();
         let Some(parent) = parent else {
             let invalidate = !tables.is_empty() && cache.settings().invalidate_on_write;
@@ -218,7 +230,7 @@ impl<'c, DB: Database> Transaction<'c, DB> {
         // Handed over first: a release that fails or is cancelled half-way may still have
         // happened, and the enclosing transaction must then invalidate these tables.
         if written.any {
-            parent.add(&tables);
+            lock(parent).add(&tables);
         }
         tx.commit().await
     }
@@ -246,11 +258,9 @@ impl Drop for CommitGuard<'_> {
         if !self.armed {
             return;
         }
-        // Nothing can be awaited here: poll the invalidation once. Its local part (the
-        // table versions, which make every entry read before now a miss, and in-memory
-        // entries) completes within that poll; a remote backend's part may not.
-        let invalidation = std::pin::pin!(self.cache.invalidate(self.tables));
-        let _ = invalidation.poll(&mut Context::from_waker(Waker::noop()));
+        // Nothing can be awaited here: the local part (every cache's table versions and
+        // in-memory entries) happens now, a shared backend's bump in a spawned task.
+        self.cache.invalidate_now(self.tables);
     }
 }
 
@@ -280,8 +290,8 @@ impl<DB: Database> AsMut<DB::Connection> for Transaction<'_, DB> {
 impl<DB: Database> fmt::Debug for Transaction<'_, DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transaction")
-            .field("written", &self.written.tables)
-            .field("has_written", &self.written.any)
+            .field("written", &lock(&self.written).tables)
+            .field("has_written", &lock(&self.written).any)
             .field("savepoint", &self.parent.is_some())
             .finish_non_exhaustive()
     }

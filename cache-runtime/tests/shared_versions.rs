@@ -129,9 +129,9 @@ fn key(cache: &Cache) -> Key {
     cache.key(&FIND, &1_i64).expect("i64 serializes")
 }
 
-async fn read(cache: &Cache, value: &str) -> String {
+async fn read(cache: &Cache, table: &str, value: &str) -> String {
     cache
-        .get_or_load(key(cache), &["users"], Ttl::Forever, || async {
+        .get_or_load(key(cache), &[table], Ttl::Forever, || async {
             Ok::<_, Infallible>(value.to_owned())
         })
         .await
@@ -146,20 +146,53 @@ fn remote_key(cache: &Cache) -> String {
 async fn a_write_through_one_cache_makes_the_others_entry_stale() {
     let store = MemoryBackend::shared(1_000);
     let (a, b) = (cache(store.clone()), cache(store.clone()));
-    assert_eq!(read(&b, "ada").await, "ada");
-    assert_eq!(read(&a, "unused").await, "ada", "entries are shared");
+    assert_eq!(
+        read(
+            &b,
+            "users_a_write_through_one_cache_makes_the_others_entry_stale",
+            "ada"
+        )
+        .await,
+        "ada"
+    );
+    assert_eq!(
+        read(
+            &a,
+            "users_a_write_through_one_cache_makes_the_others_entry_stale",
+            "unused"
+        )
+        .await,
+        "ada",
+        "entries are shared"
+    );
     assert_eq!(a.stats().loads, 0);
-    a.invalidate(&["users"]).await;
-    assert_eq!(read(&b, "lovelace").await, "lovelace");
+    a.invalidate(&["users_a_write_through_one_cache_makes_the_others_entry_stale"])
+        .await;
+    assert_eq!(
+        read(
+            &b,
+            "users_a_write_through_one_cache_makes_the_others_entry_stale",
+            "lovelace"
+        )
+        .await,
+        "lovelace"
+    );
     assert_eq!(
         store
-            .tracked(&a.settings().namespace, "users")
+            .tracked(
+                &a.settings().namespace,
+                "users_a_write_through_one_cache_makes_the_others_entry_stale"
+            )
             .await
             .unwrap(),
         1,
         "the backend tracks the keys, once per key"
     );
-    assert_eq!(a.tracked_keys("users"), 0, "nothing is tracked in process");
+    assert_eq!(
+        a.tracked_keys("users_a_write_through_one_cache_makes_the_others_entry_stale"),
+        0,
+        "nothing is tracked in process"
+    );
 }
 
 /// The read-time check: an entry tagged with versions from before a bump is a miss, even if
@@ -169,11 +202,28 @@ async fn a_write_through_one_cache_makes_the_others_entry_stale() {
 async fn an_entry_tagged_before_a_bump_is_stale_whenever_it_arrives() {
     let store = MemoryBackend::shared(1_000);
     let (a, b) = (cache(store.clone()), cache(store.clone()));
-    assert_eq!(read(&b, "ada").await, "ada");
+    assert_eq!(
+        read(
+            &b,
+            "users_an_entry_tagged_before_a_bump_is_stale_whenever_it_arrives",
+            "ada"
+        )
+        .await,
+        "ada"
+    );
     let old = store.get(&remote_key(&b)).await.unwrap().expect("stored");
-    a.invalidate(&["users"]).await;
+    a.invalidate(&["users_an_entry_tagged_before_a_bump_is_stale_whenever_it_arrives"])
+        .await;
     store.set(&remote_key(&b), old, None).await.unwrap();
-    assert_eq!(read(&b, "lovelace").await, "lovelace");
+    assert_eq!(
+        read(
+            &b,
+            "users_an_entry_tagged_before_a_bump_is_stale_whenever_it_arrives",
+            "lovelace"
+        )
+        .await,
+        "lovelace"
+    );
     assert_eq!(b.stats().stale, 1);
 }
 
@@ -183,15 +233,29 @@ async fn a_load_overtaken_by_a_write_stores_nothing() {
     let store = MemoryBackend::shared(1_000);
     let (a, b) = (cache(store.clone()), cache(store.clone()));
     let loaded = b
-        .get_or_load(key(&b), &["users"], Ttl::Forever, || async {
-            a.invalidate(&["users"]).await;
-            Ok::<_, Infallible>("ada".to_owned())
-        })
+        .get_or_load(
+            key(&b),
+            &["users_a_load_overtaken_by_a_write_stores_nothing"],
+            Ttl::Forever,
+            || async {
+                a.invalidate(&["users_a_load_overtaken_by_a_write_stores_nothing"])
+                    .await;
+                Ok::<_, Infallible>("ada".to_owned())
+            },
+        )
         .await
         .unwrap_or_else(|e| match e {});
     assert_eq!(loaded, "ada");
     assert_eq!(store.get(&remote_key(&b)).await.unwrap(), None);
-    assert_eq!(read(&b, "lovelace").await, "lovelace");
+    assert_eq!(
+        read(
+            &b,
+            "users_a_load_overtaken_by_a_write_stores_nothing",
+            "lovelace"
+        )
+        .await,
+        "lovelace"
+    );
 }
 
 /// Invariant 1 across an outage: an invalidation the backend missed is remembered, this
@@ -202,32 +266,87 @@ async fn an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_i
     let store = MemoryBackend::shared(1_000);
     let a_side = Switchable::new(store.clone());
     let (a, b) = (cache(a_side.clone()), cache(store.clone()));
-    assert_eq!(read(&b, "ada").await, "ada");
-    assert_eq!(read(&a, "unused").await, "ada");
+    assert_eq!(
+        read(
+            &b,
+            "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+            "ada"
+        )
+        .await,
+        "ada"
+    );
+    assert_eq!(
+        read(
+            &a,
+            "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+            "unused"
+        )
+        .await,
+        "ada"
+    );
 
     a_side.set_down(true);
-    a.invalidate(&["users"]).await; // the write committed; the bump fails
+    a.invalidate(&[
+        "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+    ])
+    .await; // the write committed; the bump fails
     assert_eq!(a.stats().backend_errors, 1);
     assert_eq!(
-        read(&a, "lovelace").await,
+        read(
+            &a,
+            "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+            "lovelace"
+        )
+        .await,
         "lovelace",
         "down: the query runs"
     );
-    // Only `a` is down: `b` still reads the old entry. That is the documented window.
-    assert_eq!(read(&b, "stale window").await, "ada");
+    // Only `a`'s connection is down. `b`, in the same process, was invalidated through its
+    // own (the write reaches every cache of the process); another process would read the
+    // old entry until `a` delivers the bump: the documented window.
+    assert_eq!(
+        read(
+            &b,
+            "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+            "lovelace"
+        )
+        .await,
+        "lovelace"
+    );
 
     a_side.set_down(false);
     // Up, but the bump is not delivered yet: `a` delivers it before anything else, so its
     // first read is fresh although the old entry is still in the backend.
-    assert_eq!(read(&a, "lovelace").await, "lovelace");
+    assert_eq!(
+        read(
+            &a,
+            "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+            "lovelace"
+        )
+        .await,
+        "lovelace"
+    );
     assert_eq!(a.stats().hits, 1, "only the read before the outage hit");
     assert_eq!(
-        read(&b, "lovelace").await,
+        read(
+            &b,
+            "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+            "lovelace"
+        )
+        .await,
         "lovelace",
         "the delivered bump reaches every cache"
     );
     // Delivered once: `a` caches again.
-    assert_eq!(read(&a, "unused").await, "lovelace");
+    assert_eq!(
+        read(
+            &a,
+            "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
+            "unused"
+        )
+        .await,
+        "lovelace"
+    );
     assert_eq!(a.stats().hits, 2);
 }
 
@@ -238,11 +357,28 @@ async fn nothing_is_served_while_an_invalidation_is_undelivered() {
     let store = MemoryBackend::shared(1_000);
     let a_side = Switchable::new(store.clone());
     let a = cache(a_side.clone());
-    assert_eq!(read(&a, "ada").await, "ada");
+    assert_eq!(
+        read(
+            &a,
+            "users_nothing_is_served_while_an_invalidation_is_undelivered",
+            "ada"
+        )
+        .await,
+        "ada"
+    );
     a_side.set_down(true);
-    a.invalidate(&["users"]).await;
+    a.invalidate(&["users_nothing_is_served_while_an_invalidation_is_undelivered"])
+        .await;
     for _ in 0..3 {
-        assert_eq!(read(&a, "lovelace").await, "lovelace");
+        assert_eq!(
+            read(
+                &a,
+                "users_nothing_is_served_while_an_invalidation_is_undelivered",
+                "lovelace"
+            )
+            .await,
+            "lovelace"
+        );
     }
     let stats = a.stats();
     assert_eq!((stats.hits, stats.loads), (0, 4), "{stats:?}");
@@ -268,8 +404,18 @@ async fn a_failed_capture_runs_the_query_and_stores_nothing() {
     };
     let k = key(&a);
     let (x, y) = tokio::join!(
-        a.get_or_load(k, &["users"], Ttl::Forever, load),
-        a.get_or_load(k, &["users"], Ttl::Forever, load)
+        a.get_or_load(
+            k,
+            &["users_a_failed_capture_runs_the_query_and_stores_nothing"],
+            Ttl::Forever,
+            load
+        ),
+        a.get_or_load(
+            k,
+            &["users_a_failed_capture_runs_the_query_and_stores_nothing"],
+            Ttl::Forever,
+            load
+        )
     );
     assert_eq!((x.unwrap(), y.unwrap()), ("ada".into(), "ada".into()));
     assert_eq!(

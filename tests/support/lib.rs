@@ -198,6 +198,15 @@ impl Names {
     }
 }
 
+/// Held while a test body runs: one at a time per test binary. An invalidation reaches
+/// every cache of the process, and every run of these suites names its cached tables
+/// `users` and `posts` (whatever its physical tables are called), so one test's writes
+/// would otherwise add misses to another's counts.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Runs `body` as its own task, then `cleanup` whether `body` finished or panicked, then
 /// resumes the panic: a failed assertion still drops the test's tables.
 pub async fn guarded<T, B, C>(body: B, cleanup: C) -> T
@@ -261,6 +270,7 @@ macro_rules! fixture {
                         let _ = ::sqlx::query(statement).execute(&self.pool).await;
                     }
                 };
+                let _alone = $crate::one_at_a_time().await;
                 $crate::guarded(body(self.clone()), cleanup).await;
                 self.pool.close().await;
             }

@@ -30,7 +30,13 @@ async fn max_entries_bounds_the_memory_store() {
         })
         .unwrap();
         let calls = Calls::default();
-        fill(&cache, 0..(max_entries as i64 * 3), &["t"], &calls).await;
+        fill(
+            &cache,
+            0..(max_entries as i64 * 3),
+            &["t_max_entries_bounds_the_memory_store"],
+            &calls,
+        )
+        .await;
         let len = cache.entry_count().unwrap();
         assert!(len <= max_entries, "{len} > {max_entries}");
         assert!(
@@ -50,13 +56,13 @@ async fn eviction_is_least_recently_used() {
     })
     .unwrap();
     let calls = Calls::default();
-    fill(&cache, 0..3, &["t"], &calls).await;
-    fill(&cache, 0..1, &["t"], &calls).await; // touch 0
-    fill(&cache, 3..4, &["t"], &calls).await; // evicts 1, the least recently used
+    fill(&cache, 0..3, &["t_eviction_is_least_recently_used"], &calls).await;
+    fill(&cache, 0..1, &["t_eviction_is_least_recently_used"], &calls).await; // touch 0
+    fill(&cache, 3..4, &["t_eviction_is_least_recently_used"], &calls).await; // evicts 1, the least recently used
     assert_eq!(calls.get(), 4);
-    fill(&cache, 0..1, &["t"], &calls).await;
+    fill(&cache, 0..1, &["t_eviction_is_least_recently_used"], &calls).await;
     assert_eq!(calls.get(), 4, "0 survived");
-    fill(&cache, 1..2, &["t"], &calls).await;
+    fill(&cache, 1..2, &["t_eviction_is_least_recently_used"], &calls).await;
     assert_eq!(calls.get(), 5, "1 was evicted");
 }
 
@@ -76,9 +82,24 @@ async fn max_keys_per_table_bounds_tracking_and_deletes_the_oldest() {
             Cache::new(settings).unwrap()
         };
         let calls = Calls::default();
-        fill(&cache, 0..50, &["users", "posts"], &calls).await;
-        assert_eq!(cache.tracked_keys("users"), 10);
-        assert_eq!(cache.tracked_keys("posts"), 10);
+        fill(
+            &cache,
+            0..50,
+            &[
+                "users_max_keys_per_table_bounds_tracking_and_deletes_the_oldest",
+                "posts_max_keys_per_table_bounds_tracking_and_deletes_the_oldest",
+            ],
+            &calls,
+        )
+        .await;
+        assert_eq!(
+            cache.tracked_keys("users_max_keys_per_table_bounds_tracking_and_deletes_the_oldest"),
+            10
+        );
+        assert_eq!(
+            cache.tracked_keys("posts_max_keys_per_table_bounds_tracking_and_deletes_the_oldest"),
+            10
+        );
         let stored = if backend {
             store.len()
         } else {
@@ -88,9 +109,27 @@ async fn max_keys_per_table_bounds_tracking_and_deletes_the_oldest() {
         assert_eq!(cache.stats().table_evictions, 80);
 
         // The newest 10 are still served; the oldest were dropped.
-        fill(&cache, 40..50, &["users", "posts"], &calls).await;
+        fill(
+            &cache,
+            40..50,
+            &[
+                "users_max_keys_per_table_bounds_tracking_and_deletes_the_oldest",
+                "posts_max_keys_per_table_bounds_tracking_and_deletes_the_oldest",
+            ],
+            &calls,
+        )
+        .await;
         assert_eq!(calls.get(), 50);
-        fill(&cache, 0..1, &["users", "posts"], &calls).await;
+        fill(
+            &cache,
+            0..1,
+            &[
+                "users_max_keys_per_table_bounds_tracking_and_deletes_the_oldest",
+                "posts_max_keys_per_table_bounds_tracking_and_deletes_the_oldest",
+            ],
+            &calls,
+        )
+        .await;
         assert_eq!(calls.get(), 51);
     }
 }
@@ -103,19 +142,50 @@ async fn max_keys_per_table_bounds_tracking_and_deletes_the_oldest() {
 async fn invalidated_entries_are_swept_by_later_stores_and_refills_survive() {
     let cache = Cache::new(Settings::default()).unwrap();
     let calls = Calls::default();
-    fill(&cache, 0..100, &["users"], &calls).await;
+    fill(
+        &cache,
+        0..100,
+        &["users_invalidated_entries_are_swept_by_later_stores_and_refills_survive"],
+        &calls,
+    )
+    .await;
     assert_eq!(cache.entry_count(), Some(100));
-    cache.invalidate(&["users"]).await;
-    assert_eq!(cache.tracked_keys("users"), 0);
+    cache
+        .invalidate(&["users_invalidated_entries_are_swept_by_later_stores_and_refills_survive"])
+        .await;
+    assert_eq!(
+        cache.tracked_keys(
+            "users_invalidated_entries_are_swept_by_later_stores_and_refills_survive"
+        ),
+        0
+    );
 
-    fill(&cache, 5..6, &["users"], &calls).await; // refilled after the write: fresh
-    fill(&cache, 1000..1004, &["posts"], &calls).await; // four more stores sweep the rest
+    fill(
+        &cache,
+        5..6,
+        &["users_invalidated_entries_are_swept_by_later_stores_and_refills_survive"],
+        &calls,
+    )
+    .await; // refilled after the write: fresh
+    fill(
+        &cache,
+        1000..1004,
+        &["posts_invalidated_entries_are_swept_by_later_stores_and_refills_survive"],
+        &calls,
+    )
+    .await; // four more stores sweep the rest
     assert_eq!(calls.get(), 105);
     assert_eq!(
         cache.entry_count(),
         Some(1 + 4),
         "only the fresh entries remain"
     );
-    fill(&cache, 5..6, &["users"], &calls).await;
+    fill(
+        &cache,
+        5..6,
+        &["users_invalidated_entries_are_swept_by_later_stores_and_refills_survive"],
+        &calls,
+    )
+    .await;
     assert_eq!(calls.get(), 105, "the refilled entry was not swept");
 }

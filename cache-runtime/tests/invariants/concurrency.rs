@@ -41,7 +41,7 @@ async fn racing_reads_writes_and_evictions_serve_only_current_values_within_boun
         tokio::spawn(async move {
             while !stop.load(SeqCst) {
                 let now = written.fetch_add(1, SeqCst) + 1;
-                cache.invalidate(&["t"]).await;
+                cache.invalidate(&["t_racing_reads_writes_and_evictions_serve_only_current_values_within_bounds"]).await;
                 completed.store(now, SeqCst);
                 tokio::task::yield_now().await;
             }
@@ -62,7 +62,7 @@ async fn racing_reads_writes_and_evictions_serve_only_current_values_within_boun
                     let id = if n % 4 == 0 { x % IDS } else { x % (IDS / 10) } as i64;
                     let before = completed.load(SeqCst);
                     let loaded = cache
-                        .get_or_load(key(&cache, id), &["t"], Ttl::Forever, || async {
+                        .get_or_load(key(&cache, id), &["t_racing_reads_writes_and_evictions_serve_only_current_values_within_bounds"], Ttl::Forever, || async {
                             Ok::<_, Infallible>(Arc::new((id, written.load(SeqCst))))
                         })
                         .await

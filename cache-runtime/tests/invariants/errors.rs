@@ -22,10 +22,15 @@ async fn errors_pass_through_and_are_never_cached() {
         let (cache, calls) = (cache.clone(), calls.clone());
         async move {
             cache
-                .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-                    calls.hit();
-                    Res::<i64>::Err(DbError)
-                })
+                .get_or_load(
+                    key(&cache, 1),
+                    &["users_errors_pass_through_and_are_never_cached"],
+                    Ttl::Forever,
+                    || async {
+                        calls.hit();
+                        Res::<i64>::Err(DbError)
+                    },
+                )
                 .await
         }
     };
@@ -36,9 +41,12 @@ async fn errors_pass_through_and_are_never_cached() {
 
     // The next success is cached as usual.
     let ok = cache
-        .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-            Res::Ok(7_i64)
-        })
+        .get_or_load(
+            key(&cache, 1),
+            &["users_errors_pass_through_and_are_never_cached"],
+            Ttl::Forever,
+            || async { Res::Ok(7_i64) },
+        )
         .await;
     assert_eq!(ok, Ok(7));
     assert_eq!(cache.entry_count(), Some(1));
@@ -80,10 +88,15 @@ async fn none_and_empty_are_cached_only_with_cache_none() {
     // Inside a Result too.
     let calls = Calls::default();
     for _ in 0..2 {
-        off.get_or_load(key(&off, 10), &["users"], Ttl::Forever, || async {
-            calls.hit();
-            Ok::<Option<String>, Infallible>(None)
-        })
+        off.get_or_load(
+            key(&off, 10),
+            &["users_none_and_empty_are_cached_only_with_cache_none"],
+            Ttl::Forever,
+            || async {
+                calls.hit();
+                Ok::<Option<String>, Infallible>(None)
+            },
+        )
         .await
         .unwrap();
     }

@@ -77,13 +77,18 @@ async fn corrupt_or_truncated_entries_are_misses_and_are_deleted() {
         let cache = Cache::with_backend(Settings::default(), backend).unwrap();
         let calls = Calls::default();
         let get = || {
-            cache.get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-                calls.hit();
-                Ok::<_, Infallible>(Some(User {
-                    id: 1,
-                    name: "ada".into(),
-                }))
-            })
+            cache.get_or_load(
+                key(&cache, 1),
+                &["users_corrupt_or_truncated_entries_are_misses_and_are_deleted"],
+                Ttl::Forever,
+                || async {
+                    calls.hit();
+                    Ok::<_, Infallible>(Some(User {
+                        id: 1,
+                        name: "ada".into(),
+                    }))
+                },
+            )
         };
         get().await.unwrap();
         assert_eq!(inner.len(), 1);
@@ -108,18 +113,26 @@ async fn an_entry_of_another_type_is_a_miss() {
     let cache = Cache::with_backend(Settings::default(), inner.clone()).unwrap();
     let k = key(&cache, 1);
     cache
-        .get_or_load(k, &["users"], Ttl::Forever, || async {
-            Ok::<_, Infallible>(User {
-                id: 1,
-                name: "ada".into(),
-            })
-        })
+        .get_or_load(
+            k,
+            &["users_an_entry_of_another_type_is_a_miss"],
+            Ttl::Forever,
+            || async {
+                Ok::<_, Infallible>(User {
+                    id: 1,
+                    name: "ada".into(),
+                })
+            },
+        )
         .await
         .unwrap();
     let other: (i64, String) = cache
-        .get_or_load(k, &["users"], Ttl::Forever, || async {
-            Ok::<_, Infallible>((2_i64, "bob".to_string()))
-        })
+        .get_or_load(
+            k,
+            &["users_an_entry_of_another_type_is_a_miss"],
+            Ttl::Forever,
+            || async { Ok::<_, Infallible>((2_i64, "bob".to_string())) },
+        )
         .await
         .unwrap();
     assert_eq!(other, (2, "bob".to_string()));
@@ -127,15 +140,21 @@ async fn an_entry_of_another_type_is_a_miss() {
 
     // The same holds in memory, where values are stored decoded.
     let mem = crate::support::cache();
-    mem.get_or_load(k, &["users"], Ttl::Forever, || async {
-        Ok::<_, Infallible>(1_i64)
-    })
+    mem.get_or_load(
+        k,
+        &["users_an_entry_of_another_type_is_a_miss"],
+        Ttl::Forever,
+        || async { Ok::<_, Infallible>(1_i64) },
+    )
     .await
     .unwrap();
     let s: String = mem
-        .get_or_load(k, &["users"], Ttl::Forever, || async {
-            Ok::<_, Infallible>("x".to_string())
-        })
+        .get_or_load(
+            k,
+            &["users_an_entry_of_another_type_is_a_miss"],
+            Ttl::Forever,
+            || async { Ok::<_, Infallible>("x".to_string()) },
+        )
         .await
         .unwrap();
     assert_eq!(s, "x");
@@ -173,15 +192,22 @@ async fn a_backend_outage_never_fails_a_call() {
     let calls = Calls::default();
     for i in 0..3 {
         let got = cache
-            .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-                calls.hit();
-                Ok::<_, Infallible>(i)
-            })
+            .get_or_load(
+                key(&cache, 1),
+                &["users_a_backend_outage_never_fails_a_call"],
+                Ttl::Forever,
+                || async {
+                    calls.hit();
+                    Ok::<_, Infallible>(i)
+                },
+            )
             .await
             .unwrap();
         assert_eq!(got, i);
     }
-    cache.invalidate(&["users"]).await;
+    cache
+        .invalidate(&["users_a_backend_outage_never_fails_a_call"])
+        .await;
     cache.clear().await;
     assert_eq!(calls.get(), 3);
     let stats = cache.stats();

@@ -35,12 +35,17 @@ async fn a_load_that_read_before_a_write_is_never_served_after_it() {
         async move {
             let k = key(&cache, 1);
             cache
-                .get_or_load(k, &["users"], Ttl::Forever, || async move {
-                    let value = read(&row);
-                    read_done.notify_one();
-                    resume.notified().await;
-                    Ok::<_, Infallible>(value)
-                })
+                .get_or_load(
+                    k,
+                    &["users_a_load_that_read_before_a_write_is_never_served_after_it"],
+                    Ttl::Forever,
+                    || async move {
+                        let value = read(&row);
+                        read_done.notify_one();
+                        resume.notified().await;
+                        Ok::<_, Infallible>(value)
+                    },
+                )
                 .await
         }
     });
@@ -48,7 +53,9 @@ async fn a_load_that_read_before_a_write_is_never_served_after_it() {
     read_done.notified().await;
     // The write commits, then invalidates: from here on no read may return "old".
     *row.lock().unwrap() = "new".into();
-    cache.invalidate(&["users"]).await;
+    cache
+        .invalidate(&["users_a_load_that_read_before_a_write_is_never_served_after_it"])
+        .await;
     resume.notify_one();
 
     // The slow read started before the write: it may return the old row...
@@ -57,9 +64,12 @@ async fn a_load_that_read_before_a_write_is_never_served_after_it() {
     for _ in 0..3 {
         let k = key(&cache, 1);
         let got = cache
-            .get_or_load(k, &["users"], Ttl::Forever, || async {
-                Ok::<_, Infallible>(read(&row))
-            })
+            .get_or_load(
+                k,
+                &["users_a_load_that_read_before_a_write_is_never_served_after_it"],
+                Ttl::Forever,
+                || async { Ok::<_, Infallible>(read(&row)) },
+            )
             .await
             .unwrap();
         assert_eq!(got, "new");
@@ -85,24 +95,34 @@ async fn a_read_started_after_a_write_does_not_join_an_older_load() {
         );
         async move {
             cache
-                .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async move {
-                    let value = read(&row);
-                    read_done.notify_one();
-                    resume.notified().await;
-                    Ok::<_, Infallible>(value)
-                })
+                .get_or_load(
+                    key(&cache, 1),
+                    &["users_a_read_started_after_a_write_does_not_join_an_older_load"],
+                    Ttl::Forever,
+                    || async move {
+                        let value = read(&row);
+                        read_done.notify_one();
+                        resume.notified().await;
+                        Ok::<_, Infallible>(value)
+                    },
+                )
                 .await
         }
     });
     read_done.notified().await;
     *row.lock().unwrap() = "new".into();
-    cache.invalidate(&["users"]).await;
+    cache
+        .invalidate(&["users_a_read_started_after_a_write_does_not_join_an_older_load"])
+        .await;
 
     // The old load is still in flight (paused) while this read runs: joining it would
     // wait for it (forever, here) and then return "old".
-    let fresh = cache.get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-        Ok::<_, Infallible>(read(&row))
-    });
+    let fresh = cache.get_or_load(
+        key(&cache, 1),
+        &["users_a_read_started_after_a_write_does_not_join_an_older_load"],
+        Ttl::Forever,
+        || async { Ok::<_, Infallible>(read(&row)) },
+    );
     let fresh = tokio::time::timeout(std::time::Duration::from_secs(5), fresh)
         .await
         .expect("the read joined the older load instead of running its own")
@@ -112,9 +132,12 @@ async fn a_read_started_after_a_write_does_not_join_an_older_load() {
     resume.notify_one();
     assert_eq!(slow_reader.await.unwrap().unwrap(), "old");
     let again = cache
-        .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-            Ok::<_, Infallible>(read(&row))
-        })
+        .get_or_load(
+            key(&cache, 1),
+            &["users_a_read_started_after_a_write_does_not_join_an_older_load"],
+            Ttl::Forever,
+            || async { Ok::<_, Infallible>(read(&row)) },
+        )
         .await
         .unwrap();
     assert_eq!(again, "new");
@@ -152,16 +175,21 @@ async fn an_entry_that_survives_invalidation_is_still_never_served() {
     let cache = Cache::with_backend(Settings::default(), DeletesFail(backend.clone())).unwrap();
     let row: Row = Arc::new(Mutex::new("old".into()));
     let get = || {
-        cache.get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-            Ok::<_, Infallible>(read(&row))
-        })
+        cache.get_or_load(
+            key(&cache, 1),
+            &["users_an_entry_that_survives_invalidation_is_still_never_served"],
+            Ttl::Forever,
+            || async { Ok::<_, Infallible>(read(&row)) },
+        )
     };
     assert_eq!(get().await.unwrap(), "old");
     assert_eq!(get().await.unwrap(), "old");
     assert_eq!(cache.stats().hits, 1);
 
     *row.lock().unwrap() = "new".into();
-    cache.invalidate(&["users"]).await;
+    cache
+        .invalidate(&["users_an_entry_that_survives_invalidation_is_still_never_served"])
+        .await;
     assert_eq!(
         backend.len(),
         1,
@@ -190,16 +218,32 @@ async fn invalidation_reaches_exactly_the_tables_read() {
                 .unwrap()
         }
     };
-    load(1, &["users"]).await;
-    load(2, &["posts"]).await;
-    load(3, &["users", "posts"]).await;
+    load(1, &["users_invalidation_reaches_exactly_the_tables_read"]).await;
+    load(2, &["posts_invalidation_reaches_exactly_the_tables_read"]).await;
+    load(
+        3,
+        &[
+            "users_invalidation_reaches_exactly_the_tables_read",
+            "posts_invalidation_reaches_exactly_the_tables_read",
+        ],
+    )
+    .await;
     assert_eq!(calls.get(), 3);
 
-    cache.invalidate(&["posts"]).await;
-    load(1, &["users"]).await; // still cached
+    cache
+        .invalidate(&["posts_invalidation_reaches_exactly_the_tables_read"])
+        .await;
+    load(1, &["users_invalidation_reaches_exactly_the_tables_read"]).await; // still cached
     assert_eq!(calls.get(), 3);
-    load(2, &["posts"]).await;
-    load(3, &["users", "posts"]).await;
+    load(2, &["posts_invalidation_reaches_exactly_the_tables_read"]).await;
+    load(
+        3,
+        &[
+            "users_invalidation_reaches_exactly_the_tables_read",
+            "posts_invalidation_reaches_exactly_the_tables_read",
+        ],
+    )
+    .await;
     assert_eq!(calls.get(), 5);
     assert_eq!(cache.stats().invalidations, 1);
 }
@@ -209,14 +253,17 @@ async fn clear_removes_everything() {
     let cache = cache();
     for id in 0..10 {
         cache
-            .get_or_load(key(&cache, id), &["users"], Ttl::Forever, || async {
-                Ok::<_, Infallible>(id)
-            })
+            .get_or_load(
+                key(&cache, id),
+                &["users_clear_removes_everything"],
+                Ttl::Forever,
+                || async { Ok::<_, Infallible>(id) },
+            )
             .await
             .unwrap();
     }
     assert_eq!(cache.entry_count(), Some(10));
     cache.clear().await;
     assert_eq!(cache.entry_count(), Some(0));
-    assert_eq!(cache.tracked_keys("users"), 0);
+    assert_eq!(cache.tracked_keys("users_clear_removes_everything"), 0);
 }

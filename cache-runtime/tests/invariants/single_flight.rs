@@ -19,11 +19,16 @@ async fn concurrent_misses_run_the_loader_once() {
             let (cache, calls) = (cache.clone(), calls.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-                        calls.hit();
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Ok::<_, Infallible>("row".to_string())
-                    })
+                    .get_or_load(
+                        key(&cache, 1),
+                        &["users_concurrent_misses_run_the_loader_once"],
+                        Ttl::Forever,
+                        || async {
+                            calls.hit();
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            Ok::<_, Infallible>("row".to_string())
+                        },
+                    )
                     .await
                     .unwrap()
             })
@@ -139,11 +144,16 @@ async fn waiters_run_their_own_loader_when_the_leader_fails() {
         let (cache, started, release) = (cache.clone(), started.clone(), release.clone());
         async move {
             cache
-                .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async move {
-                    started.notify_one();
-                    release.notified().await;
-                    Err::<String, &str>("deadlock detected")
-                })
+                .get_or_load(
+                    key(&cache, 1),
+                    &["users_waiters_run_their_own_loader_when_the_leader_fails"],
+                    Ttl::Forever,
+                    || async move {
+                        started.notify_one();
+                        release.notified().await;
+                        Err::<String, &str>("deadlock detected")
+                    },
+                )
                 .await
         }
     });
@@ -153,10 +163,15 @@ async fn waiters_run_their_own_loader_when_the_leader_fails() {
             let (cache, calls) = (cache.clone(), calls.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_load(key(&cache, 1), &["users"], Ttl::Forever, || async {
-                        calls.hit();
-                        Ok::<_, &str>("row".to_string())
-                    })
+                    .get_or_load(
+                        key(&cache, 1),
+                        &["users_waiters_run_their_own_loader_when_the_leader_fails"],
+                        Ttl::Forever,
+                        || async {
+                            calls.hit();
+                            Ok::<_, &str>("row".to_string())
+                        },
+                    )
                     .await
             })
         })

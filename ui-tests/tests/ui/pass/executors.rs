@@ -1,7 +1,8 @@
-// Database handles are never keyed: pools, connections, transactions, `impl Executor`,
-// `impl Acquire` and generics bounded by them (none of them is `Serialize`, so keying one
-// would not compile).
-use cache_runtime::{CacheEntity, cached, invalidates};
+// Database handles are never keyed, recognised by their types: pools, connections,
+// transactions, `impl Executor`, `impl SqliteExecutor`, `impl Acquire` and generics bounded
+// by them, behind any reference (none of them is `Serialize`, so keying one would not
+// compile).
+use cache_runtime::{Cache, CacheEntity, Settings, cached, invalidates};
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteConnection;
@@ -67,8 +68,29 @@ async fn by_acquire<'a, A: Acquire<'a, Database = Sqlite>>(db: A, id: i64) -> sq
     Ok(User { id })
 }
 
+#[cached]
+async fn by_sqlite_executor(db: impl sqlx::SqliteExecutor<'_>, id: i64) -> sqlx::Result<User> {
+    let row: (i64,) = sqlx::query_as("SELECT ?").bind(id).fetch_one(db).await?;
+    Ok(User { id: row.0 })
+}
+
+#[cached]
+async fn by_pool_value(pool: SqlitePool, shared: &&SqlitePool, id: i64) -> sqlx::Result<User> {
+    let _ = (pool, shared);
+    Ok(User { id })
+}
+
+#[cached]
+async fn by_cache_transaction(
+    tx: &mut cache_runtime::Transaction<'_, Sqlite>,
+    id: i64,
+) -> sqlx::Result<User> {
+    let _ = tx;
+    Ok(User { id })
+}
+
 #[invalidates(User)]
-async fn write(tx: &mut Transaction<'_, Sqlite>, id: i64) -> sqlx::Result<u64> {
+async fn write(tx: &mut cache_runtime::Transaction<'_, Sqlite>, id: i64) -> sqlx::Result<u64> {
     let done = sqlx::query("UPDATE users SET id = ? WHERE id = ?")
         .bind(id)
         .bind(id)
@@ -86,9 +108,17 @@ async fn calls(pool: &SqlitePool) -> sqlx::Result<()> {
     by_impl_executor(pool, 1).await?;
     by_generic_executor(pool, 1).await?;
     by_acquire(pool, 1).await?;
+    by_sqlite_executor(pool, 1).await?;
+    by_sqlite_executor(&mut *conn, 1).await?;
+    by_pool_value(pool.clone(), &pool, 1).await?;
     let mut tx = pool.begin().await?;
     sqlx::query("CREATE TABLE users (id INTEGER)").execute(&mut *tx).await?;
     by_transaction(&mut tx, 1).await?;
+    by_acquire(&mut *tx, 1).await?;
+    tx.commit().await?;
+    let cache = Cache::new(Settings::default()).unwrap();
+    let mut tx = cache.begin(pool).await?;
+    by_cache_transaction(&mut tx, 1).await?;
     write(&mut tx, 1).await?;
     tx.commit().await
 }

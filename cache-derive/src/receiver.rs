@@ -1,0 +1,236 @@
+//! What a method's body reads from `self`: the field paths it reads (`self.tenant`,
+//! `self.config.region`), which `#[cached]` keys like parameters, and the uses that could
+//! read anything (`self.helper()`, `f(self)`, `let Self { .. } = self`), which it cannot
+//! key and reports.
+//!
+//! Macro calls in the body (`format!`, `sqlx::query!`) are read as comma-separated
+//! expressions when they parse as such, else as tokens: `self . a . b` is a field path,
+//! `self . a (` a method call.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::punctuated::Punctuated;
+use syn::visit::{self, Visit};
+use syn::{Expr, ExprField, ExprPath, Member, Token};
+
+/// A field path read from `self`, such as `self.config.region`: its members, and where
+/// it was first read.
+pub(crate) struct FieldPath {
+    pub(crate) members: Vec<Member>,
+    pub(crate) span: Span,
+}
+
+/// What the body does with `self`.
+#[derive(Default)]
+pub(crate) struct Reads {
+    /// Field paths, none a prefix of another (the shortest wins: it covers the longer).
+    pub(crate) fields: Vec<FieldPath>,
+    /// Uses of `self` itself (a method call on it, passing it on): the first one.
+    pub(crate) opaque: Option<(Span, &'static str)>,
+}
+
+impl Reads {
+    fn field(&mut self, members: Vec<Member>, span: Span) {
+        if self.fields.iter().any(|f| members.starts_with(&f.members)) {
+            return;
+        }
+        self.fields.retain(|f| !f.members.starts_with(&members));
+        self.fields.push(FieldPath { members, span });
+    }
+
+    fn opaque(&mut self, span: Span, what: &'static str) {
+        self.opaque.get_or_insert((span, what));
+    }
+}
+
+/// Reads of `self` in `block`.
+pub(crate) fn reads(block: &syn::Block) -> Reads {
+    let mut scan = Scan::default();
+    scan.visit_block(block);
+    scan.reads
+}
+
+#[derive(Default)]
+struct Scan {
+    reads: Reads,
+}
+
+/// `self.a.b` as `[a, b]`; `None` when the innermost expression is not `self`.
+fn self_path(expr: &Expr) -> Option<Vec<Member>> {
+    match expr {
+        Expr::Field(ExprField { base, member, .. }) => {
+            let mut path = self_path(base)?;
+            path.push(member.clone());
+            Some(path)
+        }
+        Expr::Paren(p) => self_path(&p.expr),
+        Expr::Group(g) => self_path(&g.expr),
+        Expr::Path(p) if is_self(p) => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+fn is_self(p: &ExprPath) -> bool {
+    p.qself.is_none() && p.path.is_ident("self")
+}
+
+impl<'ast> Visit<'ast> for Scan {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        match expr {
+            Expr::Field(field) => match self_path(expr) {
+                Some(members) => self.reads.field(members, field.member_span()),
+                None => visit::visit_expr(self, expr),
+            },
+            Expr::MethodCall(call) => match self_path(&call.receiver) {
+                // `self.helper()`: the method may read any field.
+                Some(members) if members.is_empty() => {
+                    self.reads
+                        .opaque(call.method.span(), "calls a method on `self`");
+                    call.args.iter().for_each(|a| self.visit_expr(a));
+                }
+                // `self.items.len()`: reads `self.items`.
+                _ => visit::visit_expr(self, expr),
+            },
+            Expr::Path(p) if is_self(p) => {
+                self.reads
+                    .opaque(p.path.segments[0].ident.span(), "uses `self` as a whole");
+            }
+            Expr::Macro(m) => self.visit_macro(&m.mac),
+            _ => visit::visit_expr(self, expr),
+        }
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        let parsed = mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated);
+        match parsed {
+            Ok(args) => args.iter().for_each(|a| self.visit_expr(a)),
+            Err(_) => self.scan_tokens(mac.tokens.clone()),
+        }
+    }
+
+    // Items nested in the body have a `self` of their own.
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+trait MemberSpan {
+    fn member_span(&self) -> Span;
+}
+
+impl MemberSpan for ExprField {
+    fn member_span(&self) -> Span {
+        match &self.member {
+            Member::Named(ident) => ident.span(),
+            Member::Unnamed(index) => index.span,
+        }
+    }
+}
+
+impl Scan {
+    /// Macro arguments that are not expressions: `self . a . b` is a field path, `self`
+    /// followed by anything else (or `self . a (`, a method) is an opaque use.
+    fn scan_tokens(&mut self, tokens: TokenStream) {
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut i = 0;
+        while i < tokens.len() {
+            match &tokens[i] {
+                TokenTree::Group(g) => self.scan_tokens(g.stream()),
+                TokenTree::Ident(ident) if ident == "self" => {
+                    let mut members = Vec::new();
+                    let mut j = i + 1;
+                    while let (Some(TokenTree::Punct(dot)), Some(TokenTree::Ident(name))) =
+                        (tokens.get(j), tokens.get(j + 1))
+                    {
+                        if dot.as_char() != '.' {
+                            break;
+                        }
+                        members.push((Member::Named(name.clone()), name.span()));
+                        j += 2;
+                    }
+                    // `self.a.method(..)`: `method` is not a field.
+                    if matches!(tokens.get(j), Some(TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Parenthesis)
+                    {
+                        members.pop();
+                    }
+                    match members.first() {
+                        Some(&(_, span)) => {
+                            self.reads
+                                .field(members.into_iter().map(|(m, _)| m).collect(), span);
+                        }
+                        None => self.reads.opaque(ident.span(), "uses `self` as a whole"),
+                    }
+                    i = j;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::ToTokens;
+
+    fn scan(body: &str) -> (Vec<String>, Option<&'static str>) {
+        let block: syn::Block = syn::parse_str(body).unwrap();
+        let reads = super::reads(&block);
+        let fields = reads
+            .fields
+            .iter()
+            .map(|f| {
+                f.members
+                    .iter()
+                    .map(|m| m.to_token_stream().to_string())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect();
+        (fields, reads.opaque.map(|(_, what)| what))
+    }
+
+    #[test]
+    fn field_paths_are_found_and_merged() {
+        let (fields, opaque) = scan(
+            "{ let n = self.config.region.len(); query(&self.pool).bind(self.tenant).bind(self.config.limit); self.0 }",
+        );
+        assert_eq!(
+            fields,
+            ["config.region", "pool", "tenant", "config.limit", "0"]
+        );
+        assert_eq!(opaque, None);
+        let (fields, _) = scan("{ self.config.limit; self.config }");
+        assert_eq!(fields, ["config"]);
+    }
+
+    #[test]
+    fn opaque_uses_are_reported() {
+        assert_eq!(
+            scan("{ self.helper() }").1,
+            Some("calls a method on `self`")
+        );
+        assert_eq!(scan("{ helper(self) }").1, Some("uses `self` as a whole"));
+        assert_eq!(
+            scan("{ let Self { a, .. } = self; a }").1,
+            Some("uses `self` as a whole")
+        );
+        assert_eq!(scan("{ let f = || self.tenant; f() }").1, None);
+    }
+
+    #[test]
+    fn macros_are_read() {
+        let (fields, opaque) = scan(r#"{ format!("{} {}", self.tenant, self.name.len()) }"#);
+        assert_eq!(fields, ["tenant", "name"]);
+        assert_eq!(opaque, None);
+        let (fields, opaque) = scan(r#"{ weird!(self.a.b ; self.c.go() => self) }"#);
+        assert_eq!(fields, ["a.b", "c"]);
+        assert_eq!(opaque, Some("uses `self` as a whole"));
+    }
+
+    #[test]
+    fn nested_items_have_their_own_self() {
+        assert_eq!(
+            scan("{ impl X { fn f(&self) { self.g() } } self.a }"),
+            (vec!["a".to_string()], None)
+        );
+    }
+}
