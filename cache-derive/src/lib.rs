@@ -16,6 +16,7 @@ mod fingerprint;
 mod invalidates;
 mod receiver;
 mod ttl;
+mod ttl_grammar;
 
 use proc_macro::TokenStream;
 

@@ -1,6 +1,6 @@
 //! `ttl = ...`: literals are checked at expansion time with the runtime's grammar (the same
-//! `jiff` parsers as `cache-runtime/src/ttl.rs`) and emitted as exact `Ttl` constructors;
-//! any other expression is converted with `Into<Ttl>` on every call.
+//! file, `ttl_grammar.rs`) and emitted as exact `Ttl` constructors; any other expression is
+//! converted with `Into<Ttl>` on every call.
 
 use std::time::Duration;
 
@@ -11,31 +11,7 @@ use syn::{Expr, ExprLit, ExprUnary, Lit, UnOp};
 
 use crate::attr::ungroup;
 
-/// Quoted in every error about a malformed TTL (the runtime's `ACCEPTED_FORMS`).
-const ACCEPTED_FORMS: &str = "a duration such as \"60s\", \"1h30m\", \"250ms\" or \"2d\" \
-     (units: ms, s, m, h, d), a number of milliseconds, `true` (no expiry), `false` (bypass) \
-     or an RFC 3339 instant such as \"2026-09-01T00:00:00Z\"";
-
-/// A TTL known at expansion time.
-#[derive(Debug, PartialEq)]
-enum Parsed {
-    For(Duration),
-    Forever,
-    Bypass,
-    /// Seconds and nanoseconds since the Unix epoch (negative: before it).
-    Until {
-        secs: i64,
-        nanos: i32,
-    },
-}
-
-/// Why a TTL literal is rejected.
-enum Invalid {
-    /// Not a TTL at all: the message lists the accepted forms.
-    Malformed(String),
-    /// A well-formed TTL that cannot be used (zero, negative, too large).
-    OutOfRange(&'static str),
-}
+use crate::ttl_grammar::{ACCEPTED_FORMS, Invalid, Parsed};
 
 /// Tokens evaluating to a `::cache_runtime::__private::Ttl`, or an error on the literal.
 pub(crate) fn expand(expr: &Expr) -> syn::Result<TokenStream> {
@@ -93,46 +69,14 @@ fn literal(lit: &Lit) -> Result<Parsed, Invalid> {
     }
 }
 
-/// The runtime's `ttl::parse`, reporting malformed input and unusable values apart.
+/// The runtime's grammar (the same file), its errors worded for a literal.
 fn parse(s: &str) -> Result<Parsed, Invalid> {
-    let malformed = |reason: String| {
-        Invalid::Malformed(format!(
+    crate::ttl_grammar::parse(s).map_err(|e| match e {
+        Invalid::Malformed(reason) => Invalid::Malformed(format!(
             "invalid TTL {s:?}: {reason}; expected {ACCEPTED_FORMS}"
-        ))
-    };
-    let t = s.trim();
-    match t {
-        "" => return Err(malformed("it is empty".into())),
-        "true" => return Ok(Parsed::Forever),
-        "false" => return Ok(Parsed::Bypass),
-        _ => {}
-    }
-    if t.bytes().all(|b| b.is_ascii_digit()) {
-        let ms: u64 = t
-            .parse()
-            .map_err(|_| Invalid::OutOfRange("the number of milliseconds does not fit in a u64"))?;
-        return non_zero(Duration::from_millis(ms));
-    }
-    // An RFC 3339 instant always has a date part `YYYY-MM-DD`.
-    let bytes = t.as_bytes();
-    if bytes.len() >= 10 && bytes[4] == b'-' && bytes[7] == b'-' {
-        let at: jiff::Timestamp = t
-            .parse()
-            .map_err(|e: jiff::Error| malformed(e.to_string()))?;
-        return Ok(Parsed::Until {
-            secs: at.as_second(),
-            nanos: at.subsec_nanosecond(),
-        });
-    }
-    let span: jiff::Span = t
-        .parse()
-        .map_err(|e: jiff::Error| malformed(e.to_string()))?;
-    let signed = span
-        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-        .map_err(|_| malformed("months and years are not fixed durations".into()))?;
-    let d =
-        Duration::try_from(signed).map_err(|_| Invalid::OutOfRange("a TTL cannot be negative"))?;
-    non_zero(d)
+        )),
+        out_of_range => out_of_range,
+    })
 }
 
 fn non_zero(d: Duration) -> Result<Parsed, Invalid> {

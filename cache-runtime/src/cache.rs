@@ -148,7 +148,7 @@ impl Cache {
     /// A [`SettingsError`] when a setting is invalid (see [`Settings::validate`]).
     pub fn new(settings: Settings) -> Result<Cache, SettingsError> {
         settings.validate()?;
-        let store = Store::Memory(MemoryStore::new(settings.max_entries));
+        let store = Store::Memory(MemoryStore::new(settings.max_entries, settings.max_bytes));
         Ok(Cache::build(settings, store))
     }
 
@@ -177,6 +177,7 @@ impl Cache {
             // The in-memory store finds entries by hash; a backend needs their keys.
             tables: Tables::new(
                 settings.max_keys_per_table,
+                settings.max_tables,
                 matches!(store, Store::Memory(_)),
             ),
             settings,
@@ -198,7 +199,9 @@ impl Cache {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.tables_forgotten = self.inner.tables.forgotten_count();
+        stats
     }
 
     /// The key of `args` for the function identified by `scope`, in this cache's namespace.
@@ -423,11 +426,26 @@ impl Cache {
         }
     }
 
+    /// The weight of the in-memory store's entries in bytes (see `Settings::max_bytes`),
+    /// counting removed ones until their memory is freed; `None` for a cache over a
+    /// [`Backend`].
+    pub fn memory_bytes(&self) -> Option<usize> {
+        match &self.inner.store {
+            Store::Memory(map) => Some(map.bytes()),
+            Store::Backend(_) => None,
+        }
+    }
+
+    /// How many tables this cache keeps versions for (at most `Settings::max_tables`).
+    pub fn table_count(&self) -> usize {
+        self.inner.tables.len()
+    }
+
     /// How many keys `table` currently tracks for invalidation in this process (at most
     /// `Settings::max_keys_per_table`). A backend that shares versions tracks keys itself
     /// ([`Backend::tracked`]), and this is then 0.
     pub fn tracked_keys(&self, table: &str) -> usize {
-        self.inner.tables.get(table).tracked()
+        self.inner.tables.existing(table).map_or(0, |t| t.tracked())
     }
 
     // ----- read path -----
@@ -515,11 +533,14 @@ impl Cache {
                     return Found::Miss;
                 }
             }
-        } else if env
-            .tags
-            .iter()
-            .any(|(table, version)| self.inner.tables.get(table).version() != *version)
-        {
+        } else if env.tags.iter().any(|(table, version)| {
+            // A table this cache does not know: the entry is not one it stored since
+            // (its versions are this process's own).
+            self.inner
+                .tables
+                .existing(table)
+                .is_none_or(|t| t.version() != *version)
+        }) {
             Some(Counter::Stale)
         } else {
             None
@@ -573,14 +594,22 @@ impl Cache {
         let counters = &self.inner.counters;
         counters.bump(Counter::Misses);
         let tables = self.inner.tables.resolve(names);
+        let max_wait = self.inner.settings.max_load_wait;
         loop {
             // Captured before the query runs: a write that completes after this point
             // bumps a version, and whatever this load stores is stale from then on.
             let captured = self.capture(&tables).await;
-            match self.inner.flights.join_or_lead(key, &captured.versions) {
+            if captured.source == Source::Unavailable {
+                // Versions unknown: the load cannot tell whether a write came between it
+                // and another caller's, so it shares no flight (and stores nothing).
+                counters.bump(Counter::Loads);
+                return loader().await;
+            }
+            let flights = &self.inner.flights;
+            match flights.join_or_lead(key, &captured.versions, max_wait) {
                 Role::Leader(guard) => {
                     counters.bump(Counter::Loads);
-                    let output = loader().await;
+                    let output = flights.lead(key, loader()).await;
                     return match output.into_value() {
                         Ok(value) => {
                             let shared: Shared = Arc::new(value.clone());
@@ -594,7 +623,10 @@ impl Cache {
                         }
                     };
                 }
-                Role::Waiter(flight) => match flight.wait().await {
+                // The loader of this key asked for its own key: waiting would be waiting
+                // for itself.
+                Role::Alone => return self.load_alone(key, &tables, ttl, loader).await,
+                Role::Waiter(flight) => match flight.wait(flight.deadline(max_wait)).await {
                     State::Done(shared) => {
                         if let Some(value) = shared.downcast_ref::<O::Value>() {
                             counters.bump(Counter::Coalesced);
@@ -604,7 +636,16 @@ impl Cache {
                         return self.load_alone(key, &tables, ttl, loader).await;
                     }
                     State::Failed => return self.load_alone(key, &tables, ttl, loader).await,
-                    State::Abandoned | State::Running => {
+                    // Waited `max_load_wait`: the leader may never return.
+                    State::Running => {
+                        counters.bump(Counter::LoadWaitTimeouts);
+                        tracing::warn!(target: "cache_runtime", key = %key,
+                            max_load_wait = ?max_wait,
+                            "a load of this key took longer than max_load_wait; \
+                             running the query instead of waiting for it");
+                        return self.load_alone(key, &tables, ttl, loader).await;
+                    }
+                    State::Abandoned => {
                         // The leader panicked or was cancelled: someone else may have
                         // stored the value meanwhile; otherwise elect a new leader.
                         if let Found::Hit(value) = self.lookup_in::<O::Value>(&key, names).await {
@@ -713,6 +754,7 @@ impl Cache {
             Store::Memory(map) => {
                 let slot = Slot::new(
                     Box::new(value.clone()),
+                    weight(value),
                     deadline,
                     Tags::new(tables, versions),
                 );
@@ -724,6 +766,15 @@ impl Cache {
                     }
                     // Another live key has the same 64-bit hash: leave it be.
                     Inserted::Collision => return,
+                    Inserted::TooLarge => {
+                        self.inner.counters.bump(Counter::Oversized);
+                        oversized(&key, self.inner.settings.max_bytes);
+                        return;
+                    }
+                    Inserted::NoRoom { evicted } => {
+                        self.inner.counters.add(Counter::Evictions, evicted);
+                        return;
+                    }
                 }
                 self.sweep(map, SWEEP_BATCH.max(2 * tables.len()));
             }
@@ -741,7 +792,11 @@ impl Cache {
                 }
             }
         }
-        let mut dropped = Vec::new();
+        // Forgotten tables' entries are stale: a backend's are deleted with the rest.
+        let (_, mut dropped) = match &self.inner.store {
+            Store::Backend(_) => self.inner.tables.take_forgotten(),
+            Store::Memory(_) => (Vec::new(), Vec::new()),
+        };
         for table in tables {
             match (table.track(&key), &self.inner.store) {
                 (None, _) => {}
@@ -866,6 +921,9 @@ impl Cache {
                 .sweep
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            // Forgotten tables' reads are stale too.
+            let (forgotten, _) = self.inner.tables.take_forgotten();
+            sweep.extend(forgotten);
             while hashes.len() < budget {
                 let Some(tracked) = sweep.last_mut() else {
                     break;
@@ -930,6 +988,32 @@ impl Cache {
         self.inner.counters.bump(Counter::DecodeErrors);
         tracing::warn!(target: "cache_runtime", key = %key, error = %error,
             "cached entry is unusable; treating it as a miss and deleting it");
+    }
+}
+
+/// What a value costs in the in-memory store: its encoded size (about its heap size for the
+/// rows, strings and collections a query returns) plus a fixed cost per entry.
+fn weight<V: CacheValue>(value: &V) -> usize {
+    struct Count(usize);
+    impl crate::key_encoder::Sink for Count {
+        fn put(&mut self, bytes: &[u8]) {
+            self.0 += bytes.len();
+        }
+    }
+    let mut count = Count(std::mem::size_of::<V>());
+    // A value that fails to serialize would fail for a backend too; weigh what was seen.
+    let _ = crate::key_encoder::encode(&mut count, value);
+    count.0.saturating_add(crate::store::ENTRY_OVERHEAD)
+}
+
+/// Logged once per process: the value is over a quarter of `max_bytes`, so it is not kept.
+#[cold]
+fn oversized(key: &Key, max_bytes: usize) {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(target: "cache_runtime", key = %key, max_bytes,
+            "a value larger than a quarter of max_bytes is not cached (counted in \
+             Stats::oversized; logged once)");
     }
 }
 
@@ -1093,7 +1177,8 @@ pub fn global() -> &'static Cache {
 }
 
 fn default_store() -> Store {
-    Store::Memory(MemoryStore::new(Settings::default().max_entries))
+    let settings = Settings::default();
+    Store::Memory(MemoryStore::new(settings.max_entries, settings.max_bytes))
 }
 
 /// [`install`] came too late: a process-wide cache was already in place.

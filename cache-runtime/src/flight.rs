@@ -3,10 +3,20 @@
 //! A flight remembers the table versions its leader captured before loading. A caller
 //! whose own captured versions differ (a write completed in between) never joins it: it
 //! started after that write, so the leader's result may be older than it is allowed to see.
+//!
+//! Loads end for everyone: a waiter waits at most `Settings::max_load_wait` (then runs its
+//! own query), a flight older than that is joined by no one, and a load that asks for its
+//! own key again (a loader calling its own cached function) runs alone instead of waiting
+//! for itself.
 
 use std::any::Any;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -30,24 +40,41 @@ pub(crate) enum State {
 pub(crate) struct Flight {
     versions: Box<[u64]>,
     state: watch::Sender<State>,
+    started: Instant,
 }
 
 impl Flight {
-    /// Waits for the leader's outcome.
-    pub(crate) async fn wait(&self) -> State {
+    /// Waits for the leader's outcome, until `deadline`: then `State::Running`.
+    pub(crate) async fn wait(&self, deadline: Instant) -> State {
         let mut rx = self.state.subscribe();
-        match rx.wait_for(|s| !matches!(s, State::Running)).await {
-            Ok(state) => state.clone(),
+        let mut outcome = std::pin::pin!(rx.wait_for(|s| !matches!(s, State::Running)));
+        let mut timer = Timer::default();
+        std::future::poll_fn(|cx| match outcome.as_mut().poll(cx) {
+            Poll::Ready(Ok(state)) => Poll::Ready(state.clone()),
             // The sender lives as long as this flight, so this is unreachable; treat it
             // as an abandoned load rather than trusting that.
-            Err(_) => State::Abandoned,
-        }
+            Poll::Ready(Err(_)) => Poll::Ready(State::Abandoned),
+            Poll::Pending if Instant::now() >= deadline => Poll::Ready(State::Running),
+            Poll::Pending => {
+                timer.arm(deadline, cx.waker());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// When a waiter that joins now stops waiting.
+    pub(crate) fn deadline(&self, max_wait: Duration) -> Instant {
+        self.started + max_wait
     }
 }
 
 pub(crate) enum Role<'a> {
     Leader(LeaderGuard<'a>),
     Waiter(Arc<Flight>),
+    /// A load of this key is being led by the caller itself (its loader asked for its own
+    /// key): load without a flight.
+    Alone,
 }
 
 const SHARDS: usize = 16;
@@ -72,19 +99,23 @@ impl Flights {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Joins the flight for `key` if one is loading with the same table versions,
-    /// otherwise starts one (replacing a flight of older versions).
-    pub(crate) fn join_or_lead(&self, key: Key, versions: &[u64]) -> Role<'_> {
+    /// Joins the flight for `key` if one is loading with the same table versions and
+    /// started less than `max_wait` ago, otherwise starts one (replacing an older flight).
+    pub(crate) fn join_or_lead(&self, key: Key, versions: &[u64], max_wait: Duration) -> Role<'_> {
+        if self.leading_here(&key) {
+            return Role::Alone;
+        }
         let mut map = self.lock(&key);
         if let Some(flight) = map.get(&key) {
             let usable = !matches!(*flight.state.borrow(), State::Failed | State::Abandoned);
-            if usable && *flight.versions == *versions {
+            if usable && *flight.versions == *versions && flight.started.elapsed() < max_wait {
                 return Role::Waiter(flight.clone());
             }
         }
         let flight = Arc::new(Flight {
             versions: versions.into(),
             state: watch::Sender::new(State::Running),
+            started: Instant::now(),
         });
         map.insert(key, flight.clone());
         Role::Leader(LeaderGuard {
@@ -93,6 +124,128 @@ impl Flights {
             flight,
             finished: false,
         })
+    }
+}
+
+thread_local! {
+    /// The flights whose loaders are being polled on this thread, innermost last.
+    static LEADING: RefCell<Vec<(usize, Key)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Flights {
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Whether this thread is polling the loader of `key`'s flight right now, i.e. the
+    /// caller is that load asking for its own key.
+    fn leading_here(&self, key: &Key) -> bool {
+        let id = self.id();
+        LEADING.with(|l| l.borrow().iter().any(|(f, k)| *f == id && k == key))
+    }
+
+    /// Runs a leader's loader, marking its key as led by whatever it polls.
+    pub(crate) async fn lead<F: Future>(&self, key: Key, loader: F) -> F::Output {
+        struct Mark;
+        impl Drop for Mark {
+            fn drop(&mut self) {
+                LEADING.with(|l| l.borrow_mut().pop());
+            }
+        }
+        let id = self.id();
+        let mut loader = std::pin::pin!(loader);
+        std::future::poll_fn(|cx| {
+            LEADING.with(|l| l.borrow_mut().push((id, key)));
+            let _mark = Mark;
+            loader.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// Wakes a waiter at its deadline, from one timer thread shared by every cache: no async
+/// runtime timer is needed (a runtime built without `enable_time` still works). Dropping
+/// the timer (the wait ended) takes its entry out.
+#[derive(Default)]
+struct Timer {
+    entry: Option<(Instant, u64)>,
+}
+
+struct Timers {
+    due: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    next: AtomicU64,
+    changed: Condvar,
+}
+
+fn timers() -> &'static Timers {
+    static TIMERS: OnceLock<&'static Timers> = OnceLock::new();
+    TIMERS.get_or_init(|| {
+        let timers: &'static Timers = Box::leak(Box::new(Timers {
+            due: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(0),
+            changed: Condvar::new(),
+        }));
+        let spawned = std::thread::Builder::new()
+            .name("cache-runtime-timer".into())
+            .spawn(move || {
+                let mut due = timers.due.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    let now = Instant::now();
+                    while let Some(entry) = due.first_entry() {
+                        if entry.key().0 > now {
+                            break;
+                        }
+                        entry.remove().wake();
+                    }
+                    due = match due.keys().next().map(|(at, _)| *at) {
+                        Some(at) => {
+                            timers
+                                .changed
+                                .wait_timeout(due, at.saturating_duration_since(now))
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0
+                        }
+                        None => timers
+                            .changed
+                            .wait(due)
+                            .unwrap_or_else(PoisonError::into_inner),
+                    };
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(target: "cache_runtime", error = %e,
+                "no timer thread: waiters of a load wait for it to end");
+        }
+        timers
+    })
+}
+
+impl Timer {
+    fn arm(&mut self, deadline: Instant, waker: &Waker) {
+        let timers = timers();
+        let mut due = timers.due.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = self.entry.take() {
+            due.remove(&entry);
+        }
+        let entry = (deadline, timers.next.fetch_add(1, Ordering::Relaxed));
+        let first = due.keys().next().is_none_or(|first| entry < *first);
+        due.insert(entry, waker.clone());
+        self.entry = Some(entry);
+        if first {
+            timers.changed.notify_one();
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            timers()
+                .due
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&entry);
+        }
     }
 }
 

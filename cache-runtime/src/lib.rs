@@ -38,6 +38,7 @@ mod store;
 mod tables;
 mod transaction;
 mod ttl;
+mod ttl_grammar;
 
 pub use cache::{Cache, InstallError, global, install};
 pub use cache_derive::{CacheEntity, cache_impl, cached, invalidates};

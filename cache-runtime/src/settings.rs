@@ -50,6 +50,23 @@ pub struct Settings {
     /// Default `"250ms"`. Unused by the in-memory store.
     #[serde(with = "duration")]
     pub backend_timeout: Duration,
+    /// Longest a caller waits for another caller's load of the same key (single-flight);
+    /// past it, it runs its own query, and no new caller joins that load. A loader that
+    /// never returns then delays the others by this much, never for ever. Must not be zero.
+    /// Default `"10s"`.
+    #[serde(with = "duration")]
+    pub max_load_wait: Duration,
+    /// Capacity of the in-memory store in bytes, counting each value's encoded size plus a
+    /// fixed cost per entry, and counting removed values until their memory is actually
+    /// released (the concurrent map frees them in batches). Past it, entries are evicted;
+    /// a value larger than a quarter of it is not stored. Must be at least 1. Default
+    /// 256 MiB.
+    pub max_bytes: usize,
+    /// How many table names a cache keeps versions for; past it, the least recently used
+    /// table is forgotten, and every entry read from it becomes stale. Bounds memory when
+    /// table names are made at run time (per tenant, per month). Must be at least 1.
+    /// Default 10 000.
+    pub max_tables: usize,
 }
 
 impl Default for Settings {
@@ -63,31 +80,65 @@ impl Default for Settings {
             cache_none: true,
             enabled: true,
             backend_timeout: Duration::from_millis(250),
+            max_load_wait: Duration::from_secs(10),
+            max_bytes: 256 << 20,
+            max_tables: 10_000,
         }
     }
 }
 
-/// `Duration` fields in the forms a TTL duration takes (`"250ms"`, `"2s"`, a number of
-/// milliseconds).
+/// `Duration` fields: written as `"250ms"`, `"1h30m"` (exactly, whatever the value), read
+/// from such a string or a number of milliseconds. Zero reads as zero: `validate` names
+/// the field.
 mod duration {
+    use std::fmt;
     use std::time::Duration;
 
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
 
-    use crate::Ttl;
+    use crate::ttl_grammar;
 
     pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        Ttl::For(*d).serialize(s)
+        s.serialize_str(&ttl_grammar::format_duration(*d))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Ttl::deserialize(d)? {
-            Ttl::For(d) => Ok(d),
-            other => Err(D::Error::custom(format!(
-                "expected a duration such as \"250ms\" or a number of milliseconds, got {other:?}"
-            ))),
+        struct DurationVisitor;
+
+        impl Visitor<'_> for DurationVisitor {
+            type Value = Duration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a duration such as \"250ms\" or \"1h30m\" (units: ms, s, m, h, d), \
+                     or a number of milliseconds",
+                )
+            }
+
+            fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Duration, E> {
+                Ok(Duration::from_millis(ms))
+            }
+
+            fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Duration, E> {
+                u64::try_from(ms)
+                    .map(Duration::from_millis)
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+                ttl_grammar::parse_duration(s).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration {s:?}: {}; expected {}",
+                        e.reason(),
+                        "a duration such as \"250ms\" or \"1h30m\" (units: ms, s, m, h, d), \
+                         or a number of milliseconds"
+                    ))
+                })
+            }
         }
+
+        d.deserialize_any(DurationVisitor)
     }
 }
 
@@ -105,6 +156,14 @@ pub enum SettingsError {
     ZeroMaxKeysPerTable,
     /// `backend_timeout` is 0.
     ZeroBackendTimeout,
+    /// `max_load_wait` is 0.
+    ZeroMaxLoadWait,
+    /// `max_bytes` is 0.
+    ZeroMaxBytes,
+    /// `max_tables` is 0.
+    ZeroMaxTables,
+    /// `default_ttl` caches nothing: zero, or an instant already past.
+    DefaultTtlCachesNothing(crate::Ttl),
 }
 
 impl fmt::Display for SettingsError {
@@ -130,6 +189,23 @@ impl fmt::Display for SettingsError {
             SettingsError::ZeroBackendTimeout => f.write_str(
                 "settings.backend_timeout is 0: every backend operation would time out; \
                  give it a duration such as \"250ms\"",
+            ),
+            SettingsError::ZeroMaxLoadWait => f.write_str(
+                "settings.max_load_wait is 0: a caller would never wait for another's load \
+                 of the same key; give it a duration such as \"10s\"",
+            ),
+            SettingsError::ZeroMaxBytes => f.write_str(
+                "settings.max_bytes is 0: the in-memory store needs room for at least one \
+                 entry (set `enabled = false` to turn the cache off)",
+            ),
+            SettingsError::ZeroMaxTables => f.write_str(
+                "settings.max_tables is 0: a cache must keep the version of at least one table",
+            ),
+            SettingsError::DefaultTtlCachesNothing(ttl) => write!(
+                f,
+                "settings.default_ttl {ttl} caches nothing (a zero duration, or an instant \
+                 already past): give a duration such as \"60s\", `true` for no expiry, or \
+                 `false` to bypass the cache on purpose"
             ),
         }
     }
@@ -163,6 +239,23 @@ impl Settings {
         }
         if self.backend_timeout.is_zero() {
             return Err(SettingsError::ZeroBackendTimeout);
+        }
+        if self.max_load_wait.is_zero() {
+            return Err(SettingsError::ZeroMaxLoadWait);
+        }
+        if self.max_bytes == 0 {
+            return Err(SettingsError::ZeroMaxBytes);
+        }
+        if self.max_tables == 0 {
+            return Err(SettingsError::ZeroMaxTables);
+        }
+        let caches_nothing = match self.default_ttl {
+            crate::Ttl::For(d) => d.is_zero(),
+            crate::Ttl::Until(at) => at <= std::time::SystemTime::now(),
+            crate::Ttl::Forever | crate::Ttl::Bypass => false,
+        };
+        if caches_nothing {
+            return Err(SettingsError::DefaultTtlCachesNothing(self.default_ttl));
         }
         Ok(())
     }

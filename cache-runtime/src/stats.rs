@@ -30,6 +30,13 @@ pub struct Stats {
     /// Entries that could not be decoded (corrupt, truncated or of another type): treated
     /// as misses and deleted.
     pub decode_errors: u64,
+    /// Callers that waited `max_load_wait` for another caller's load of the same key and
+    /// then ran their own query.
+    pub load_wait_timeouts: u64,
+    /// Values not stored because they are too large for `max_bytes`.
+    pub oversized: u64,
+    /// Tables forgotten to stay within `max_tables` (their entries became stale).
+    pub tables_forgotten: u64,
 }
 
 impl Stats {
@@ -57,9 +64,11 @@ pub(crate) enum Counter {
     Invalidations,
     BackendErrors,
     DecodeErrors,
+    LoadWaitTimeouts,
+    Oversized,
 }
 
-const COUNTERS: usize = 11;
+const COUNTERS: usize = 13;
 /// Threads that get a stripe of their own (per cache), the first this many to count
 /// anything in this process.
 const OWNED: usize = 32;
@@ -136,6 +145,10 @@ impl Counters {
             invalidations: get(Counter::Invalidations),
             backend_errors: get(Counter::BackendErrors),
             decode_errors: get(Counter::DecodeErrors),
+            load_wait_timeouts: get(Counter::LoadWaitTimeouts),
+            oversized: get(Counter::Oversized),
+            // Counted by the tables themselves (`Cache::stats` fills it in).
+            tables_forgotten: 0,
         }
     }
 }

@@ -17,10 +17,20 @@
 //! different live key's is skipped (a miss, never a wrong value), so a hash names at most
 //! one entry. Reads compare whole keys, so a collision can cost a miss, never serve
 //! another key's value.
+//!
+//! Bytes are bounded too. Each entry weighs its value's encoded size plus a fixed cost; the
+//! store evicts until a new entry fits in `max_bytes`, and refuses a value over a quarter
+//! of it. The map hands removed entries to its collector, which frees them in batches
+//! (once no reader can hold them), so a removed value's memory outlives its removal. For
+//! small values that lag is bounded by the collector's batch (32 entries per thread, each
+//! under [`HEAVY`]). Heavier values are kept out of the map, in a table of their own whose
+//! entries are dropped the moment they are removed: their memory goes with them (or with
+//! the last hit still cloning one), so large values never linger.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -45,9 +55,18 @@ pub(crate) struct Slot {
     tags: Tags,
     /// This entry's position in its shard's ring.
     pos: u32,
+    /// Its weight in bytes, counted in the store's bytes while it is in the map.
+    weight: u32,
     /// Set by reads, cleared by the CLOCK hand: read since the hand last passed.
     referenced: AtomicBool,
 }
+
+/// In place of the value of a [`HEAVY`] entry: where it is in the out-of-line table.
+struct OutOfLine(u64);
+
+/// What an entry costs beyond its value's encoded bytes: the slot, the key, the map's and
+/// the ring's share.
+pub(crate) const ENTRY_OVERHEAD: usize = 160;
 
 /// The versions of the tables an entry was read from, as they were before its query ran.
 pub(crate) enum Tags {
@@ -93,8 +112,10 @@ fn nanos_since_epoch(at: Instant) -> u64 {
 }
 
 impl Slot {
+    /// A slot weighing `weight` bytes (see [`ENTRY_OVERHEAD`]).
     pub(crate) fn new(
         value: Box<dyn Any + Send + Sync>,
+        weight: usize,
         deadline: Option<Instant>,
         tags: Tags,
     ) -> Slot {
@@ -103,6 +124,7 @@ impl Slot {
             deadline: deadline.map_or(0, |d| nanos_since_epoch(d) + 1),
             tags,
             pos: 0,
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
             referenced: AtomicBool::new(false),
         }
     }
@@ -170,20 +192,35 @@ pub(crate) struct MemoryStore {
     shards: Box<[Shard]>,
     mask: usize,
     per_shard: usize,
+    max_bytes: usize,
+    /// The weight of the entries in the map.
+    bytes: AtomicUsize,
+    /// The values of [`HEAVY`] entries, dropped as soon as their entry is removed.
+    heavy: Mutex<HashMap<u64, Arc<dyn Any + Send + Sync>>>,
+    next_heavy: AtomicU64,
 }
 
 /// The outcome of [`MemoryStore::insert`].
 pub(crate) enum Inserted {
-    /// Stored, after evicting this many other entries (0 or 1).
+    /// Stored, after evicting this many other entries.
     Stored { evicted: u64 },
     /// Not stored: another live key has the same 64-bit hash.
     Collision,
+    /// Not stored: heavier than a quarter of `max_bytes`.
+    TooLarge,
+    /// Not stored: no room could be made (the bytes are held by entries being freed, or by
+    /// other shards' entries being written).
+    NoRoom { evicted: u64 },
 }
+
+/// Entries at least this heavy keep their value out of the map (see the module's header).
+const HEAVY: u32 = 64 << 10;
 
 impl MemoryStore {
     /// Holds at most `capacity` entries in total (`capacity >= 1`): each shard holds
-    /// `capacity / shards`, so the bound is exact and never exceeded.
-    pub(crate) fn new(capacity: usize) -> MemoryStore {
+    /// `capacity / shards`, so the bound is exact and never exceeded; and at most
+    /// `max_bytes` of entry weight, freed memory included.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> MemoryStore {
         let capacity = capacity.max(1);
         let wanted = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
         // Largest power of two not above `wanted`, so a shard is picked with a mask.
@@ -199,7 +236,20 @@ impl MemoryStore {
                 .collect(),
             mask: count - 1,
             per_shard: (capacity / count).min(u32::MAX as usize),
+            max_bytes: max_bytes.max(1),
+            bytes: AtomicUsize::new(0),
+            heavy: Mutex::new(HashMap::new()),
+            next_heavy: AtomicU64::new(0),
         }
+    }
+
+    /// The weight of the entries stored, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn over_budget(&self, weight: usize) -> bool {
+        self.bytes.load(Ordering::Relaxed) + weight > self.max_bytes
     }
 
     /// Locks the shard owning the keys with this hash. A poisoned lock is recovered: the
@@ -224,42 +274,114 @@ impl MemoryStore {
             self.remove_exact(key, slot, &guard);
             return Lookup::Fault(counter);
         }
-        let Some(value) = slot.value.downcast_ref::<V>() else {
-            self.remove_exact(key, slot, &guard);
-            return Lookup::WrongType;
-        };
         // Load first: a hit on an entry already marked writes nothing.
         if !slot.referenced.load(Ordering::Relaxed) {
             slot.referenced.store(true, Ordering::Relaxed);
         }
-        Lookup::Hit(value.clone())
+        if let Some(value) = slot.value.downcast_ref::<V>() {
+            return Lookup::Hit(value.clone());
+        }
+        if let Some(OutOfLine(id)) = slot.value.downcast_ref::<OutOfLine>() {
+            let value = self.heavy_table().get(id).cloned();
+            match value {
+                Some(value) => {
+                    if let Some(value) = value.downcast_ref::<V>() {
+                        return Lookup::Hit(value.clone());
+                    }
+                }
+                // Removed meanwhile.
+                None => return Lookup::Miss,
+            }
+        }
+        self.remove_exact(key, slot, &guard);
+        Lookup::WrongType
+    }
+
+    fn heavy_table(&self) -> MutexGuard<'_, HashMap<u64, Arc<dyn Any + Send + Sync>>> {
+        self.heavy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Accounts for an entry that left the map: its weight, and its out-of-line value.
+    fn removed(&self, slot: &Slot) {
+        self.bytes
+            .fetch_sub(slot.weight as usize, Ordering::Relaxed);
+        if let Some(OutOfLine(id)) = slot.value.downcast_ref::<OutOfLine>() {
+            let value = self.heavy_table().remove(id);
+            // Dropped outside the lock: a large value takes a while to free.
+            drop(value);
+        }
     }
 
     /// Stores `slot` under `key`, replacing its entry if it has one, else taking a free
-    /// position or evicting.
+    /// position or evicting; then evicts until the bytes fit.
     pub(crate) fn insert(&self, key: Key, mut slot: Slot) -> Inserted {
+        let weight = slot.weight as usize;
+        if weight > self.max_bytes / 4 {
+            return Inserted::TooLarge;
+        }
         let hash = key.hash_value();
         let mut clock = self.lock(hash);
         let guard = self.map.guard();
         let mut evicted = 0;
-        match self.map.get_key_value(&ByHash(hash), &guard) {
+        let replaced = match self.map.get_key_value(&ByHash(hash), &guard) {
             // The key's own entry: the new one takes its position.
-            Some((old, current)) if *old == key => slot.pos = current.pos,
+            Some((old, current)) if *old == key => Some(current.pos),
             Some(_) => return Inserted::Collision,
-            None => {
-                let (pos, victim) = self.claim(&mut clock, &guard);
-                evicted = u64::from(victim);
-                clock.ring[pos] = hash;
-                slot.pos = pos as u32;
+            None => None,
+        };
+        // Room in bytes: this shard's least recently read entries first (never the one
+        // being replaced), then other shards' that are not being written right now.
+        while self.over_budget(weight) {
+            match self.evict_one(&mut clock, &guard, hash) {
+                Some(_) => evicted += 1,
+                None => break,
             }
         }
-        self.map.insert(key, slot, &guard);
+        if self.over_budget(weight) {
+            for (i, shard) in self.shards.iter().enumerate() {
+                if i == ((hash >> 40) as usize) & self.mask {
+                    continue;
+                }
+                let Ok(mut other) = shard.0.try_lock() else {
+                    continue;
+                };
+                while self.over_budget(weight) {
+                    match self.evict_one(&mut other, &guard, hash) {
+                        Some(_) => evicted += 1,
+                        None => break,
+                    }
+                }
+                if !self.over_budget(weight) {
+                    break;
+                }
+            }
+        }
+        if self.over_budget(weight) {
+            return Inserted::NoRoom { evicted };
+        }
+        slot.pos = match replaced {
+            Some(pos) => pos,
+            None => {
+                let (pos, victim) = self.claim(&mut clock, &guard);
+                evicted += u64::from(victim);
+                clock.ring[pos] = hash;
+                pos as u32
+            }
+        };
+        if slot.weight >= HEAVY {
+            let id = self.next_heavy.fetch_add(1, Ordering::Relaxed);
+            let value = std::mem::replace(&mut slot.value, Box::new(OutOfLine(id)));
+            self.heavy_table().insert(id, Arc::from(value));
+        }
+        self.bytes.fetch_add(weight, Ordering::Relaxed);
+        if let Some(old) = self.map.insert(key, slot, &guard) {
+            self.removed(old);
+        }
         Inserted::Stored { evicted }
     }
 
-    /// A position for a new entry: a never-used or freed one, else the first the CLOCK hand
-    /// finds whose entry was not read since its last pass (or can no longer be served),
-    /// after evicting that entry. `true` when an entry was evicted.
+    /// A position for a new entry: a never-used or freed one, else the position of the
+    /// entry the CLOCK hand evicts. `true` when an entry was evicted.
     fn claim(&self, clock: &mut Clock, guard: &impl Guard) -> (usize, bool) {
         if let Some(pos) = clock.free.pop() {
             return (pos as usize, false);
@@ -268,7 +390,24 @@ impl MemoryStore {
             clock.ring.push(EMPTY);
             return (clock.ring.len() - 1, false);
         }
+        match self.evict_one(clock, guard, EMPTY) {
+            Some(pos) => {
+                // Taken straight back from the free list `evict_one` put it on.
+                clock.free.pop();
+                (pos, true)
+            }
+            None => unreachable!("a full ring always has an entry to evict"),
+        }
+    }
+
+    /// Evicts the first entry the CLOCK hand finds whose entry was not read since its
+    /// last pass (or can no longer be served), except the one with hash `keep`; frees its
+    /// position and returns it. `None` when the shard holds no other entry.
+    fn evict_one(&self, clock: &mut Clock, guard: &impl Guard, keep: u64) -> Option<usize> {
         let len = clock.ring.len();
+        if len == 0 {
+            return None;
+        }
         let now = Instant::now();
         // Readers may set bits again as the hand clears them: after two full turns, the
         // entry under the hand goes whatever its bit.
@@ -276,9 +415,13 @@ impl MemoryStore {
             let pos = clock.hand % len;
             clock.hand = pos + 1;
             let hash = clock.ring[pos];
+            if hash == EMPTY || hash == keep {
+                continue;
+            }
             let Some(slot) = self.map.get(&ByHash(hash), guard) else {
                 // Not reachable while the ring and the map agree; the position is free.
-                return (pos, false);
+                free(clock, pos as u32);
+                return Some(pos);
             };
             let spare = turn < 2 * len
                 && slot.fault(|| now).is_none()
@@ -287,10 +430,13 @@ impl MemoryStore {
                 slot.referenced.store(false, Ordering::Relaxed);
                 continue;
             }
-            self.map.remove(&ByHash(hash), guard);
-            return (pos, true);
+            if let Some(removed) = self.map.remove(&ByHash(hash), guard) {
+                self.removed(removed);
+            }
+            free(clock, pos as u32);
+            return Some(pos);
         }
-        unreachable!("the loop's last turn always evicts")
+        None
     }
 
     /// Removes `key`'s entry if it is still `slot` (not replaced since it was read).
@@ -300,6 +446,7 @@ impl MemoryStore {
             self.map
                 .remove_if(key, |_, current| std::ptr::eq(current, slot), guard)
         {
+            self.removed(removed);
             free(&mut clock, removed.pos);
         }
     }
@@ -315,6 +462,7 @@ impl MemoryStore {
             .remove_if(&ByHash(hash), |_, slot| doomed(slot), &guard)
         {
             Ok(Some((_, removed))) => {
+                self.removed(removed);
                 free(&mut clock, removed.pos);
                 true
             }
@@ -327,6 +475,7 @@ impl MemoryStore {
         let mut clock = self.lock(key.hash_value());
         let guard = self.map.guard();
         if let Some(removed) = self.map.remove(key, &guard) {
+            self.removed(removed);
             free(&mut clock, removed.pos);
         }
     }
@@ -348,6 +497,11 @@ impl MemoryStore {
         for clock in &mut clocks {
             **clock = Clock::default();
         }
+        // Every shard is locked: no store runs while these are reset.
+        self.bytes.store(0, Ordering::Relaxed);
+        let heavy = std::mem::take(&mut *self.heavy_table());
+        drop(clocks);
+        drop(heavy);
     }
 }
 
@@ -373,7 +527,7 @@ mod tests {
     fn slot(value: u64, tables: &Tables) -> Slot {
         let table = tables.get("t");
         let version = table.version();
-        Slot::new(Box::new(value), None, Tags::new(&[table], &[version]))
+        Slot::new(Box::new(value), 100, None, Tags::new(&[table], &[version]))
     }
 
     fn hit(store: &MemoryStore, i: u64) -> Option<u64> {
@@ -385,9 +539,9 @@ mod tests {
 
     #[test]
     fn never_holds_more_than_capacity() {
-        let tables = Tables::new(usize::MAX, true);
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
         for capacity in [1, 7, 64, 100, 1000, 100_000] {
-            let s = MemoryStore::new(capacity);
+            let s = MemoryStore::new(capacity, usize::MAX);
             let bound = s.per_shard * s.shards.len();
             assert!(bound <= capacity);
             assert!(bound * 100 >= capacity * 95 || capacity < 128, "{capacity}");
@@ -404,8 +558,8 @@ mod tests {
 
     #[test]
     fn second_chance_spares_entries_read_since_the_last_pass() {
-        let tables = Tables::new(usize::MAX, true);
-        let s = MemoryStore::new(2);
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let s = MemoryStore::new(2, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         s.insert(key(2), slot(2, &tables));
         assert_eq!(hit(&s, 1), Some(1)); // 1 is now referenced
@@ -420,8 +574,8 @@ mod tests {
 
     #[test]
     fn removed_positions_are_reused_before_evicting() {
-        let tables = Tables::new(usize::MAX, true);
-        let s = MemoryStore::new(2);
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let s = MemoryStore::new(2, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         s.insert(key(2), slot(2, &tables));
         s.remove(&key(1));
@@ -443,8 +597,8 @@ mod tests {
     /// could remove the other.
     #[test]
     fn a_key_whose_hash_is_taken_is_not_stored_and_never_served_another_value() {
-        let tables = Tables::new(usize::MAX, true);
-        let s = MemoryStore::new(10);
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let s = MemoryStore::new(10, usize::MAX);
         let a = key(1).with_hash(7);
         let b = key(2).with_hash(7);
         assert!(a != b);
@@ -473,8 +627,8 @@ mod tests {
     /// identity check, a fault seen on an old entry would delete a fresh replacement.
     #[test]
     fn a_fault_removes_only_the_entry_it_was_seen_on() {
-        let tables = Tables::new(usize::MAX, true);
-        let s = MemoryStore::new(10);
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let s = MemoryStore::new(10, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         let guard = s.map.guard();
         let old = s.map.get(&key(1), &guard).unwrap();
@@ -488,8 +642,8 @@ mod tests {
 
     #[test]
     fn faults_and_wrong_types_are_removed_on_read() {
-        let tables = Tables::new(usize::MAX, true);
-        let s = MemoryStore::new(10);
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let s = MemoryStore::new(10, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         assert!(matches!(s.get::<String>(&key(1)), Lookup::WrongType));
         assert_eq!(s.len(), 0);
@@ -503,7 +657,7 @@ mod tests {
         let past = Instant::now();
         s.insert(
             key(2),
-            Slot::new(Box::new(2u64), Some(past), Tags::Many(Box::new([]))),
+            Slot::new(Box::new(2u64), 100, Some(past), Tags::Many(Box::new([]))),
         );
         assert!(matches!(
             s.get::<u64>(&key(2)),
@@ -516,5 +670,61 @@ mod tests {
                 Inserted::Stored { evicted: 0 }
             ));
         }
+    }
+
+    /// Mechanism: the byte budget. Entries are evicted until the new one fits, and a
+    /// value over a quarter of the budget is refused.
+    #[test]
+    fn bytes_are_bounded() {
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let table = tables.get("t");
+        let version = table.version();
+        let slot = |w: usize| {
+            Slot::new(
+                Box::new(w as u64),
+                w,
+                None,
+                Tags::new(std::slice::from_ref(&table), &[version]),
+            )
+        };
+        let s = MemoryStore::new(1_000, 1_000);
+        for i in 0..20 {
+            assert!(matches!(
+                s.insert(key(i), slot(200)),
+                Inserted::Stored { .. }
+            ));
+            assert!(s.bytes() <= 1_000, "{}", s.bytes());
+        }
+        assert_eq!(s.len(), 5);
+        assert!(matches!(s.insert(key(99), slot(251)), Inserted::TooLarge));
+        s.clear();
+        assert_eq!((s.bytes(), s.len()), (0, 0));
+    }
+
+    /// Mechanism: heavy values live out of the map and are dropped when their entry is
+    /// removed, not when the map's collector gets to it.
+    #[test]
+    fn heavy_values_are_dropped_when_removed() {
+        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let table = tables.get("t");
+        let version = table.version();
+        let value = Arc::new(());
+        let s = MemoryStore::new(10, usize::MAX);
+        let heavy = || {
+            Slot::new(
+                Box::new(value.clone()),
+                HEAVY as usize,
+                None,
+                Tags::new(std::slice::from_ref(&table), &[version]),
+            )
+        };
+        s.insert(key(1), heavy());
+        assert!(matches!(s.get::<Arc<()>>(&key(1)), Lookup::Hit(_)));
+        assert_eq!(Arc::strong_count(&value), 2);
+        s.insert(key(1), heavy()); // replaced: the first is dropped at once
+        assert_eq!(Arc::strong_count(&value), 2);
+        s.remove(&key(1));
+        assert_eq!(Arc::strong_count(&value), 1, "dropped on removal");
+        assert_eq!(s.bytes(), 0);
     }
 }

@@ -1,9 +1,14 @@
 //! Per-table state: the version that makes reads fresh, and the bounded set of keys a
 //! write must delete.
+//!
+//! Versions come from one clock per cache, so no version value is ever given out twice,
+//! to any table: a table forgotten to stay within `max_tables` (its versions bumped once
+//! more, so every entry that holds it is stale) and met again later starts at a version no
+//! entry anywhere was tagged with.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::key::{BuildKeyHasher, Key};
@@ -83,9 +88,13 @@ pub(crate) enum Untracked {
 pub(crate) struct Table {
     name: Box<str>,
     version: AtomicU64,
+    /// The cache's version clock.
+    clock: Arc<AtomicU64>,
     keys: Mutex<Tracking>,
     max_keys: usize,
     by_hash: bool,
+    /// Looked up since the CLOCK hand of `Tables` last passed.
+    referenced: AtomicBool,
 }
 
 impl Table {
@@ -99,9 +108,11 @@ impl Table {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Makes every entry read before now stale. Called after the write is visible.
+    /// Makes every entry read before now stale. Called after the write is visible. The
+    /// new version is one no table of this cache ever had.
     pub(crate) fn bump(&self) {
-        self.version.fetch_add(1, Ordering::AcqRel);
+        let next = self.clock.fetch_add(1, Ordering::AcqRel) + 1;
+        self.version.store(next, Ordering::Release);
     }
 
     /// Tracks `key` as read from this table; returns the oldest read when the table now
@@ -146,31 +157,41 @@ impl Table {
     }
 }
 
-/// Every table this cache has seen, by name. Tables are never removed: their number is
-/// bounded by the table names in the program.
+/// The tables this cache knows, by name, at most `max_tables` of them: past it the least
+/// recently used one is forgotten (second chance, as the entry store).
 pub(crate) struct Tables {
     /// Looked up on every miss and write: hashed with foldhash, not SipHash (table names
     /// come from the program, not from untrusted input).
     map: RwLock<HashMap<Box<str>, Arc<Table>, foldhash::fast::RandomState>>,
+    /// Tables in the order they were met, for the CLOCK hand.
+    ring: Mutex<VecDeque<Arc<Table>>>,
     max_keys: usize,
+    max_tables: usize,
     /// Whether tables track reads by hash (the in-memory store) or by key (a backend).
     by_hash: bool,
-    /// First version of every table. Random per cache instance, so an entry left in a
-    /// remote backend by another process (or an earlier run) whose versions this process
-    /// does not share never matches by accident.
-    epoch: u64,
+    /// The version clock. It starts at a random value per cache instance, so an entry left
+    /// in a remote backend by another process (or an earlier run) whose versions this
+    /// process does not share never matches by accident.
+    clock: Arc<AtomicU64>,
+    /// What forgotten tables tracked: their entries are stale, and a sweep deletes them.
+    forgotten: Mutex<Vec<Tracking>>,
+    forgotten_count: AtomicU64,
 }
 
 impl Tables {
-    pub(crate) fn new(max_keys: usize, by_hash: bool) -> Tables {
+    pub(crate) fn new(max_keys: usize, max_tables: usize, by_hash: bool) -> Tables {
         use std::hash::{BuildHasher, RandomState};
         // The top bit stays clear so versions never wrap in practice.
         let epoch = RandomState::new().hash_one(std::time::SystemTime::now()) >> 1;
         Tables {
             map: RwLock::new(HashMap::default()),
+            ring: Mutex::new(VecDeque::new()),
             max_keys,
+            max_tables: max_tables.max(1),
             by_hash,
-            epoch,
+            clock: Arc::new(AtomicU64::new(epoch)),
+            forgotten: Mutex::new(Vec::new()),
+            forgotten_count: AtomicU64::new(0),
         }
     }
 
@@ -181,24 +202,88 @@ impl Tables {
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
         {
+            if !t.referenced.load(Ordering::Relaxed) {
+                t.referenced.store(true, Ordering::Relaxed);
+            }
             return t.clone();
         }
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        map.entry(name.into())
-            .or_insert_with(|| {
-                Arc::new(Table {
-                    name: name.into(),
-                    version: AtomicU64::new(self.epoch),
-                    keys: Mutex::new(Tracking::new(self.by_hash)),
-                    max_keys: self.max_keys,
-                    by_hash: self.by_hash,
-                })
-            })
-            .clone()
+        if let Some(t) = map.get(name) {
+            return t.clone();
+        }
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.max_tables {
+            self.forget_one(&mut map, &mut ring);
+        }
+        let table = Arc::new(Table {
+            name: name.into(),
+            version: AtomicU64::new(self.clock.fetch_add(1, Ordering::AcqRel) + 1),
+            clock: self.clock.clone(),
+            keys: Mutex::new(Tracking::new(self.by_hash)),
+            max_keys: self.max_keys,
+            by_hash: self.by_hash,
+            referenced: AtomicBool::new(true),
+        });
+        map.insert(name.into(), table.clone());
+        ring.push_back(table.clone());
+        table
     }
 
-    /// The table named `name`, if this cache has seen it. A table it has not seen has no
-    /// entries and no loads in flight: they resolve their tables before capturing versions.
+    /// Forgets the first table the hand finds not looked up since it last passed: bumped
+    /// once more (every entry holding it, and every load that captured it, is stale), its
+    /// tracked reads handed to the sweep.
+    fn forget_one(
+        &self,
+        map: &mut HashMap<Box<str>, Arc<Table>, foldhash::fast::RandomState>,
+        ring: &mut VecDeque<Arc<Table>>,
+    ) {
+        for turn in 0..=2 * ring.len() {
+            let Some(table) = ring.pop_front() else {
+                return;
+            };
+            if turn < 2 * map.len() && table.referenced.swap(false, Ordering::Relaxed) {
+                ring.push_back(table);
+                continue;
+            }
+            map.remove(&table.name);
+            table.bump();
+            let tracked = table.take();
+            self.forgotten
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(tracked);
+            self.forgotten_count.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+
+    /// The tables forgotten so far.
+    pub(crate) fn forgotten_count(&self) -> u64 {
+        self.forgotten_count.load(Ordering::Relaxed)
+    }
+
+    /// The tracked reads of forgotten tables (their entries are stale): hashes for the
+    /// in-memory store's sweep, keys for a backend's deletes.
+    pub(crate) fn take_forgotten(&self) -> (Vec<Tracked<u64>>, Vec<Key>) {
+        let mut hashes = Vec::new();
+        let mut keys = Vec::new();
+        for tracking in self
+            .forgotten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            match tracking {
+                Tracking::Hashes(t) => hashes.push(t),
+                Tracking::Keys(t) => keys.extend(t.order),
+            }
+        }
+        (hashes, keys)
+    }
+
+    /// The table named `name`, if this cache knows it. A table it does not know has no
+    /// entries that may be served and no loads in flight: they resolve their tables before
+    /// capturing versions, and a forgotten table was bumped on the way out.
     pub(crate) fn existing(&self, name: &str) -> Option<Arc<Table>> {
         self.map
             .read()
@@ -218,5 +303,12 @@ impl Tables {
             .values()
             .cloned()
             .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }

@@ -40,10 +40,8 @@ pub enum Ttl {
     Bypass,
 }
 
-/// The forms a TTL string may take, quoted in every parse error.
-pub(crate) const ACCEPTED_FORMS: &str = "a duration such as \"60s\", \"1h30m\", \"250ms\" or \"2d\" \
-     (units: ms, s, m, h, d), a number of milliseconds, `true` (no expiry), `false` (bypass) \
-     or an RFC 3339 instant such as \"2026-09-01T00:00:00Z\"";
+pub(crate) use crate::ttl_grammar::ACCEPTED_FORMS;
+use crate::ttl_grammar::{self, Parsed};
 
 /// A TTL that could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,40 +120,32 @@ impl FromStr for Ttl {
     type Err = TtlError;
 
     fn from_str(s: &str) -> Result<Ttl, TtlError> {
-        parse(s).map_err(|reason| TtlError {
+        let parsed = ttl_grammar::parse(s).map_err(|e| TtlError {
             input: s.to_owned(),
-            reason,
+            reason: e.reason().to_owned(),
+        })?;
+        Ok(match parsed {
+            Parsed::For(d) => Ttl::For(d),
+            Parsed::Forever => Ttl::Forever,
+            Parsed::Bypass => Ttl::Bypass,
+            Parsed::Until { secs, nanos } => Ttl::Until(instant(secs, nanos)),
         })
     }
 }
 
-/// The TTL grammar (shared in spirit with `cache-derive`, which checks literals with the
-/// same `jiff` parsers at compile time).
-fn parse(s: &str) -> Result<Ttl, String> {
-    let t = s.trim();
-    match t {
-        "" => return Err("it is empty".into()),
-        "true" => return Ok(Ttl::Forever),
-        "false" => return Ok(Ttl::Bypass),
-        _ => {}
+/// `secs` and `nanos` after (or, negative, before) the Unix epoch, clamped to what the
+/// platform's `SystemTime` holds.
+fn instant(secs: i64, nanos: i32) -> SystemTime {
+    let span = Duration::new(secs.unsigned_abs(), nanos.unsigned_abs());
+    if secs >= 0 && nanos >= 0 {
+        SystemTime::UNIX_EPOCH
+            .checked_add(span)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    } else {
+        SystemTime::UNIX_EPOCH
+            .checked_sub(span)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
     }
-    if t.bytes().all(|b| b.is_ascii_digit()) {
-        let ms: u64 = t
-            .parse()
-            .map_err(|_| "the number of milliseconds is too large".to_string())?;
-        return non_zero(Duration::from_millis(ms));
-    }
-    // An RFC 3339 instant always has a date part `YYYY-MM-DD`.
-    if t.len() >= 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-' {
-        let at: jiff::Timestamp = t.parse().map_err(|e: jiff::Error| e.to_string())?;
-        return Ok(Ttl::Until(SystemTime::from(at)));
-    }
-    let span: jiff::Span = t.parse().map_err(|e: jiff::Error| e.to_string())?;
-    let signed = span
-        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-        .map_err(|_| "months and years are not fixed durations".to_string())?;
-    let d = Duration::try_from(signed).map_err(|_| "it is negative".to_string())?;
-    non_zero(d)
 }
 
 fn non_zero(d: Duration) -> Result<Ttl, String> {
@@ -167,27 +157,40 @@ fn non_zero(d: Duration) -> Result<Ttl, String> {
 }
 
 impl fmt::Display for Ttl {
+    /// The text [`Ttl::from_str`] reads back to this value: `"1h30m"`, `"true"`,
+    /// `"2026-09-01T00:00:00Z"`. An instant outside years -9999 to 9999 has none; it is
+    /// written as seconds from the Unix epoch (and does not serialize).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Ttl::Forever => f.write_str("true"),
             Ttl::Bypass => f.write_str("false"),
-            Ttl::For(d) => match jiff::SignedDuration::try_from(d) {
-                Ok(sd) => write!(f, "{sd:#}"),
-                Err(_) => write!(f, "{}", d.as_millis()),
-            },
+            Ttl::For(d) => f.write_str(&ttl_grammar::format_duration(d)),
             Ttl::Until(at) => match jiff::Timestamp::try_from(at) {
                 Ok(ts) => write!(f, "{ts}"),
-                Err(_) => f.write_str("true"),
+                Err(_) => match at.duration_since(SystemTime::UNIX_EPOCH) {
+                    Ok(d) => write!(f, "until {}s after the Unix epoch", d.as_secs()),
+                    Err(e) => write!(f, "until {}s before the Unix epoch", e.duration().as_secs()),
+                },
             },
         }
     }
 }
 
 impl Serialize for Ttl {
+    /// `true`, `false`, or the text of [`Display`](fmt::Display). A zero duration and an
+    /// instant outside years -9999 to 9999 are errors: no TTL text reads back to them.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match *self {
             Ttl::Forever => serializer.serialize_bool(true),
             Ttl::Bypass => serializer.serialize_bool(false),
+            Ttl::For(d) if d.is_zero() => Err(serde::ser::Error::custom(
+                "a zero TTL caches nothing and has no text form: write `false` to bypass",
+            )),
+            Ttl::Until(at) if jiff::Timestamp::try_from(at).is_err() => {
+                Err(serde::ser::Error::custom(format!(
+                    "{self} cannot be written as an RFC 3339 instant (years -9999 to 9999)"
+                )))
+            }
             _ => serializer.collect_str(self),
         }
     }

@@ -267,3 +267,67 @@ async fn clear_removes_everything() {
     assert_eq!(cache.entry_count(), Some(0));
     assert_eq!(cache.tracked_keys("users_clear_removes_everything"), 0);
 }
+
+/// Mechanism: a table forgotten to stay within `max_tables` is bumped on the way out.
+/// Entries hold their table; without the bump, an entry of a forgotten table never sees a
+/// later write (which bumps the table created anew) and is served stale.
+#[tokio::test]
+async fn a_forgotten_table_never_lets_a_stale_entry_look_fresh() {
+    let cache = cache_runtime::Cache::new(cache_runtime::Settings {
+        max_tables: 2,
+        ..cache_runtime::Settings::default()
+    })
+    .unwrap();
+    let row: Row = Arc::new(Mutex::new("old".into()));
+    let read_as = |table: &'static str, id: i64| {
+        let (cache, row) = (cache.clone(), row.clone());
+        async move {
+            cache
+                .get_or_load(key(&cache, id), &[table], Ttl::Forever, || async move {
+                    Ok::<_, Infallible>(read(&row))
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(read_as("forgotten_a", 1).await, "old");
+    read_as("forgotten_b", 2).await;
+    read_as("forgotten_c", 3).await; // `forgotten_a` is forgotten
+    assert!(cache.stats().tables_forgotten >= 1);
+    *row.lock().unwrap() = "new".into();
+    cache.invalidate(&["forgotten_a"]).await;
+    assert_eq!(read_as("forgotten_a", 1).await, "new");
+}
+
+/// Mechanism: versions come from one clock per cache and are never given out twice. An
+/// entry in a backend is tagged (table, version); a table forgotten and met again must not
+/// start at a version that entry carries.
+#[tokio::test]
+async fn a_table_met_again_never_reuses_a_version() {
+    let cache = cache_runtime::Cache::with_backend(
+        cache_runtime::Settings {
+            max_tables: 1,
+            ..cache_runtime::Settings::default()
+        },
+        cache_runtime::backend::MemoryBackend::new(100),
+    )
+    .unwrap();
+    let row: Row = Arc::new(Mutex::new("old".into()));
+    let read_as = |table: &'static str, id: i64| {
+        let (cache, row) = (cache.clone(), row.clone());
+        async move {
+            cache
+                .get_or_load(key(&cache, id), &[table], Ttl::Forever, || async move {
+                    Ok::<_, Infallible>(read(&row))
+                })
+                .await
+                .unwrap()
+        }
+    };
+    for round in 0..20 {
+        *row.lock().unwrap() = format!("v{round}");
+        cache.invalidate(&["reused_a"]).await;
+        assert_eq!(read_as("reused_a", 1).await, format!("v{round}"));
+        read_as("reused_b", 2).await; // forgets `reused_a`
+    }
+}

@@ -133,3 +133,155 @@ fn the_global_cache_is_the_installed_one() {
         "a second install is refused"
     );
 }
+
+mod round_trip {
+    use std::time::{Duration, SystemTime};
+
+    use cache_runtime::{Settings, Ttl};
+    use proptest::prelude::*;
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (0..u64::MAX, 0..1_000_000_000u32).prop_map(|(s, n)| Duration::new(s, n)),
+            (0..100_000u64).prop_map(Duration::from_millis),
+            Just(Duration::MAX),
+            Just(Duration::from_millis(u64::MAX)),
+            Just(Duration::ZERO),
+        ]
+    }
+
+    fn ttl() -> impl Strategy<Value = Ttl> {
+        prop_oneof![
+            duration().prop_map(Ttl::For),
+            Just(Ttl::Forever),
+            Just(Ttl::Bypass),
+            // RFC 3339 reaches year 9999.
+            (0..253_402_300_799u64, 0..1_000_000_000u32)
+                .prop_map(|(s, n)| Ttl::Until(SystemTime::UNIX_EPOCH + Duration::new(s, n))),
+        ]
+    }
+
+    fn settings() -> impl Strategy<Value = Settings> {
+        // TOML integers are i64.
+        let n = || 1..=(i64::MAX as usize);
+        (
+            "[a-z][a-z0-9_.-]{0,12}",
+            (n(), n(), n(), n(), n()),
+            (any::<bool>(), any::<bool>(), any::<bool>()),
+            ttl(),
+            (duration(), duration()),
+        )
+            .prop_map(
+                |(
+                    namespace,
+                    (keys, entries, bytes, tables, _),
+                    (inv, none, enabled),
+                    ttl,
+                    (bt, lw),
+                )| {
+                    Settings {
+                        namespace,
+                        max_keys_per_table: keys,
+                        invalidate_on_write: inv,
+                        default_ttl: ttl,
+                        max_entries: entries,
+                        cache_none: none,
+                        enabled,
+                        backend_timeout: bt,
+                        max_load_wait: lw,
+                        max_bytes: bytes,
+                        max_tables: tables,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        /// What serializes deserializes to the same value, in JSON and TOML, for every
+        /// TTL form and every duration (`Ttl::For(Duration::from_millis(u64::MAX))` used to
+        /// print text that did not parse).
+        #[test]
+        fn settings_round_trip(s in settings()) {
+            if s.default_ttl == Ttl::For(Duration::ZERO) {
+                // No text reads back to it: an error, not a value that changes.
+                prop_assert!(serde_json::to_string(&s).is_err());
+                return Ok(());
+            }
+            let json = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(&serde_json::from_str::<Settings>(&json).unwrap(), &s, "{}", json);
+            let toml = toml::to_string(&s).unwrap();
+            prop_assert_eq!(&toml::from_str::<Settings>(&toml).unwrap(), &s, "{}", toml);
+        }
+
+        #[test]
+        fn ttl_text_round_trips(t in ttl()) {
+            if t != Ttl::For(Duration::ZERO) {
+                prop_assert_eq!(t.to_string().parse::<Ttl>().unwrap(), t);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_default_ttl_that_caches_nothing_is_an_error() {
+    let past = Settings {
+        default_ttl: Ttl::Until(std::time::SystemTime::now() - std::time::Duration::from_secs(1)),
+        ..Settings::default()
+    };
+    let err = Cache::new(past).unwrap_err();
+    assert!(matches!(err, SettingsError::DefaultTtlCachesNothing(_)));
+    assert!(err.to_string().contains("default_ttl"), "{err}");
+    let zero = Settings {
+        default_ttl: Ttl::For(std::time::Duration::ZERO),
+        ..Settings::default()
+    };
+    assert!(matches!(
+        Cache::new(zero).unwrap_err(),
+        SettingsError::DefaultTtlCachesNothing(_)
+    ));
+}
+
+/// A zero timeout reads as a duration, and `Cache::new` names the field (it used to be a
+/// parse error about bypassing the cache).
+#[test]
+fn zero_durations_are_named_by_their_field() {
+    for (text, want, field) in [
+        (
+            "backend_timeout = \"0ms\"",
+            SettingsError::ZeroBackendTimeout,
+            "backend_timeout",
+        ),
+        (
+            "max_load_wait = 0",
+            SettingsError::ZeroMaxLoadWait,
+            "max_load_wait",
+        ),
+    ] {
+        let settings: Settings = toml::from_str(text).unwrap();
+        let err = Cache::new(settings).unwrap_err();
+        assert_eq!(err, want);
+        let message = err.to_string();
+        assert!(
+            message.contains(field) && !message.contains("bypass"),
+            "{message}"
+        );
+    }
+    for (settings, want) in [
+        (
+            Settings {
+                max_bytes: 0,
+                ..Settings::default()
+            },
+            SettingsError::ZeroMaxBytes,
+        ),
+        (
+            Settings {
+                max_tables: 0,
+                ..Settings::default()
+            },
+            SettingsError::ZeroMaxTables,
+        ),
+    ] {
+        assert_eq!(Cache::new(settings).unwrap_err(), want);
+    }
+}

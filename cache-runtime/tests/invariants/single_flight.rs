@@ -184,3 +184,88 @@ async fn waiters_run_their_own_loader_when_the_leader_fails() {
     }
     assert!(calls.get() >= 1);
 }
+
+/// Mechanism: `max_load_wait` (invariant 8, loads end). A loader that never returns holds
+/// its waiters at most that long; then each runs its own query. Without the deadline they
+/// wait for ever (this test times out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_a_hung_load_stop_waiting_and_run_their_own_query() {
+    let cache = cache_runtime::Cache::new(cache_runtime::Settings {
+        max_load_wait: Duration::from_millis(200),
+        ..cache_runtime::Settings::default()
+    })
+    .unwrap();
+    let table = "users_waiters_of_a_hung_load";
+    let started = Arc::new(Notify::new());
+    let hung = tokio::spawn({
+        let (cache, started) = (cache.clone(), started.clone());
+        async move {
+            let _ = cache
+                .get_or_load(key(&cache, 1), &[table], Ttl::Forever, || async move {
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                    Ok::<String, Infallible>("never".into())
+                })
+                .await;
+        }
+    });
+    started.notified().await;
+    let calls = Calls::default();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key(&cache, 1), &[table], Ttl::Forever, || async {
+                        calls.hit();
+                        Ok::<_, Infallible>("row".to_string())
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let all = async {
+        let mut out = Vec::new();
+        for w in waiters {
+            out.push(w.await.unwrap());
+        }
+        out
+    };
+    let results = tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("waiters of a hung load must stop waiting after max_load_wait");
+    assert!(results.iter().all(|r| r == "row"));
+    assert!(calls.get() >= 1);
+    assert!(cache.stats().load_wait_timeouts >= 1, "{:?}", cache.stats());
+    hung.abort();
+}
+
+/// Mechanism: a leader's loader marks its key while it runs. A loader that asks for its own
+/// key (a cached function calling itself with the same arguments) loads alone instead of
+/// joining its own flight, which it would wait on for ever (here: `max_load_wait`, 60 s).
+#[tokio::test]
+async fn a_loader_that_asks_for_its_own_key_does_not_wait_for_itself() {
+    let cache = cache_runtime::Cache::new(cache_runtime::Settings {
+        max_load_wait: Duration::from_secs(60),
+        ..cache_runtime::Settings::default()
+    })
+    .unwrap();
+    let table = "users_a_loader_that_asks_for_its_own_key";
+    let tables = [table];
+    let inner = cache.clone();
+    let outer = cache.get_or_load(key(&cache, 1), &tables, Ttl::Forever, || async move {
+        let again = inner
+            .get_or_load(key(&inner, 1), &[table], Ttl::Forever, || async {
+                Ok::<_, Infallible>(41)
+            })
+            .await
+            .unwrap();
+        Ok::<_, Infallible>(again + 1)
+    });
+    let value = tokio::time::timeout(Duration::from_secs(10), outer)
+        .await
+        .expect("a re-entrant load must not wait for itself")
+        .unwrap();
+    assert_eq!(value, 42);
+}
