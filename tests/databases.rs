@@ -157,6 +157,25 @@ macro_rules! scenarios {
             Ok(done.rows_affected())
         }
 
+        /// Commits an UPDATE, then goes on with slow work: a request whose client went away,
+        /// or a timeout, drops it there.
+        #[invalidates(User)]
+        async fn rename_then_linger(
+            pool: &Pool<Db>,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Ok(done.rows_affected())
+        }
+
         #[invalidates(Post)]
         async fn publish(
             pool: &Pool<Db>,
@@ -408,6 +427,34 @@ macro_rules! scenarios {
                 }
                 assert_eq!(fx.loads(), 2, "the failing query ran twice");
                 assert_eq!(c.entry_count(), Some(0));
+            })
+            .await;
+        }
+
+        /// Pins (invariant 7): a write cancelled after its statement committed still
+        /// invalidates. Mechanism: `WriteGuard` invalidates when the write's future is
+        /// dropped. Before, nothing invalidated, and a `ttl = true` read stayed stale for
+        /// good.
+        #[tokio::test]
+        async fn a_write_cancelled_after_it_committed_still_invalidates() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let (p, c, t) = (&fx.pool, &fx.cache, &fx.t);
+                assert_eq!(
+                    find_user(p, c, t, 1).await.unwrap().map(|u| u.name),
+                    Some("ada".into())
+                );
+                let write = rename_then_linger(p, c, t, 1, "lovelace");
+                let cancelled =
+                    tokio::time::timeout(std::time::Duration::from_millis(300), write).await;
+                assert!(cancelled.is_err(), "the write was cancelled by the timeout");
+                assert_eq!(
+                    find_user(p, c, t, 1).await.unwrap().map(|u| u.name),
+                    Some("lovelace".into()),
+                    "the next read returns the committed row"
+                );
             })
             .await;
         }

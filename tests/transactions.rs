@@ -72,6 +72,73 @@ macro_rules! transaction_tests {
             Ok(row.map(|(id, name)| User { id, name }))
         }
 
+        /// The same read through a connection, however it arrives: `&mut *tx`, a generic
+        /// executor, the database's own executor trait, `impl Acquire`. None of them is
+        /// keyed, and each one that is inside a transaction must run uncached.
+        #[cached(ttl = true)]
+        async fn find_user_conn(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+        ) -> sqlx::Result<Option<User>> {
+            let row: Option<(i64, String)> =
+                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(conn)
+                    .await?;
+            Ok(row.map(|(id, name)| User { id, name }))
+        }
+
+        #[cached(ttl = true)]
+        async fn find_user_generic<'e, E>(
+            db: E,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+        ) -> sqlx::Result<Option<User>>
+        where
+            E: sqlx::Executor<'e, Database = Db>,
+        {
+            let row: Option<(i64, String)> =
+                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(db)
+                    .await?;
+            Ok(row.map(|(id, name)| User { id, name }))
+        }
+
+        #[cached(ttl = true)]
+        async fn find_user_db_executor(
+            db: impl DbExecutor<'_>,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+        ) -> sqlx::Result<Option<User>> {
+            let row: Option<(i64, String)> =
+                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(db)
+                    .await?;
+            Ok(row.map(|(id, name)| User { id, name }))
+        }
+
+        #[cached(ttl = true)]
+        async fn find_user_acquire<'a, A: sqlx::Acquire<'a, Database = Db>>(
+            db: A,
+            cache: &Cache,
+            t: &Names,
+            id: i64,
+        ) -> sqlx::Result<Option<User>> {
+            let mut conn = db.acquire().await?;
+            let row: Option<(i64, String)> =
+                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            Ok(row.map(|(id, name)| User { id, name }))
+        }
+
         /// Registers `users` on the transaction; invalidates after its COMMIT.
         #[invalidates(User)]
         async fn rename_in(
@@ -229,6 +296,69 @@ macro_rules! transaction_tests {
                 );
                 tx.rollback().await.unwrap();
                 assert_eq!(fx.read(1).await, (Some("ada".into()), true));
+            })
+            .await;
+        }
+
+        /// Pins (invariant 7): a read given a connection inside a transaction neither reads
+        /// nor stores entries, however the connection arrives; the same reads outside a
+        /// transaction still cache. Mechanism: parameters are classified by type
+        /// (`__private::Arg`) and asked `is_in_transaction`. Before, only a parameter whose
+        /// type was named `Transaction` was seen: `&mut *tx` cached the uncommitted row, and
+        /// after ROLLBACK the pool served it.
+        #[tokio::test]
+        async fn no_handle_form_reads_or_stores_inside_a_transaction() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run_local(|fx| async move {
+                let (c, t) = (&fx.cache, &fx.t);
+                let mut tx = fx.pool.begin().await.unwrap();
+                sqlx::query(t.sql("UPDATE {users} SET name = 'uncommitted' WHERE id = 1"))
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let before = c.stats();
+                for round in 0..2 {
+                    let reads = [
+                        find_user_conn(&mut tx, c, t, 1).await,
+                        find_user_generic(&mut *tx, c, t, 1).await,
+                        find_user_db_executor(&mut *tx, c, t, 1).await,
+                        find_user_acquire(&mut *tx, c, t, 1).await,
+                        find_user_acquire(&mut tx, c, t, 1).await,
+                    ];
+                    for (form, read) in reads.into_iter().enumerate() {
+                        let name = read.unwrap().map(|u| u.name);
+                        assert_eq!(
+                            name.as_deref(),
+                            Some("uncommitted"),
+                            "round {round}, form {form}"
+                        );
+                    }
+                }
+                let after = c.stats();
+                assert_eq!(
+                    (after.hits, after.misses, after.loads),
+                    (before.hits, before.misses, before.loads),
+                    "the cache was neither read nor filled"
+                );
+                assert_eq!(c.entry_count(), Some(0));
+                tx.rollback().await.unwrap();
+                assert_eq!(
+                    fx.read(1).await,
+                    (Some("ada".into()), false),
+                    "after ROLLBACK the committed row, from the database"
+                );
+
+                // Outside a transaction the same forms cache: a pool, a connection.
+                let mut conn = fx.pool.acquire().await.unwrap();
+                for _ in 0..2 {
+                    find_user_conn(&mut conn, c, t, 2).await.unwrap();
+                    find_user_generic(&fx.pool, c, t, 2).await.unwrap();
+                    find_user_db_executor(&mut *conn, c, t, 2).await.unwrap();
+                    find_user_acquire(&fx.pool, c, t, 2).await.unwrap();
+                }
+                assert!(c.stats().hits >= 4, "{:?}", c.stats());
             })
             .await;
         }
@@ -418,6 +548,7 @@ macro_rules! transaction_tests {
 
 mod sqlite {
     type Db = sqlx::Sqlite;
+    use sqlx::SqliteExecutor as DbExecutor;
     const DIALECT: Dialect = Dialect::Sqlite;
 
     async fn pool() -> Option<(sqlx::Pool<Db>, Option<TempDb>)> {
@@ -435,6 +566,7 @@ mod sqlite {
 
 mod postgres {
     type Db = sqlx::Postgres;
+    use sqlx::PgExecutor as DbExecutor;
     const DIALECT: Dialect = Dialect::Postgres;
 
     async fn pool() -> Option<(sqlx::Pool<Db>, Option<TempDb>)> {
@@ -454,6 +586,7 @@ mod postgres {
 
 mod mariadb {
     type Db = sqlx::MySql;
+    use sqlx::MySqlExecutor as DbExecutor;
     const DIALECT: Dialect = Dialect::MySql;
 
     async fn pool() -> Option<(sqlx::Pool<Db>, Option<TempDb>)> {

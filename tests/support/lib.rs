@@ -226,6 +226,28 @@ where
     }
 }
 
+/// [`guarded`] for a body that is not `Send` (one holding a `&mut` connection across an
+/// `.await` in generic code, as SQLx's `Acquire` bounds make it): run as a local task.
+pub async fn guarded_local<T, B, C>(body: B, cleanup: C) -> T
+where
+    B: Future<Output = T> + 'static,
+    T: 'static,
+    C: Future<Output = ()>,
+{
+    let local = tokio::task::LocalSet::new();
+    let outcome = local
+        .run_until(async { tokio::task::spawn_local(body).await })
+        .await;
+    cleanup.await;
+    match outcome {
+        Ok(value) => value,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("test task failed: {e}"),
+        },
+    }
+}
+
 /// Defines `Fx`, one test's pool, cache and tables, in a module that provides `Db`,
 /// `DIALECT` and `async fn pool() -> Option<(Pool<Db>, Option<TempDb>)>` (the server
 /// suites expand their scenarios once per database). `Fx::setup` creates fresh tables and
@@ -272,6 +294,23 @@ macro_rules! fixture {
                 };
                 let _alone = $crate::one_at_a_time().await;
                 $crate::guarded(body(self.clone()), cleanup).await;
+                self.pool.close().await;
+            }
+
+            /// [`Fx::run`] for a body that is not `Send`.
+            #[allow(dead_code)]
+            async fn run_local<F, Fut>(self, body: F)
+            where
+                F: FnOnce(Fx) -> Fut,
+                Fut: ::std::future::Future<Output = ()> + 'static,
+            {
+                let cleanup = async {
+                    for statement in self.t.teardown() {
+                        let _ = ::sqlx::query(statement).execute(&self.pool).await;
+                    }
+                };
+                let _alone = $crate::one_at_a_time().await;
+                $crate::guarded_local(body(self.clone()), cleanup).await;
                 self.pool.close().await;
             }
         }
