@@ -5,10 +5,11 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, Path, ReturnType, Token, Type};
+use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, Path, Token, Type};
 
 use crate::args::{self, CacheParam, Role};
 use crate::attr::{self, Attr};
+use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
 use crate::receiver::{self, FieldPath};
 use crate::{fingerprint, ttl};
@@ -167,6 +168,7 @@ enum ParamUse {
 struct CachedFn<'a> {
     args: Args,
     item: &'a ItemFn,
+    body: Body<'a>,
     output: &'a Type,
     params: Vec<(&'a Ident, &'a syn::PatType, ParamUse)>,
     /// The fields of `self` the body reads, keyed like parameters.
@@ -176,15 +178,17 @@ struct CachedFn<'a> {
 
 fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>> {
     let sig = &item.sig;
-    if sig.asyncness.is_none() {
+    let body = body::of(item);
+    if body.is_none() {
         cx.error_spanned_by(
             sig.fn_token,
             "#[cached] requires an `async fn`: the cache is read and filled asynchronously",
         );
     }
-    let output = match &sig.output {
-        ReturnType::Type(_, ty) => Some(&**ty),
-        ReturnType::Default => {
+    let output = match body.as_ref().and_then(|b| b.output) {
+        Some(ty) => Some(ty),
+        None if body.is_none() => None,
+        None => {
             cx.error_spanned_by(
                 &sig.ident,
                 "#[cached] needs a return type: the value to cache, such as \
@@ -251,8 +255,8 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
         && args.self_key.is_none()
         && !args.skip.iter().any(|s| s == "self");
     let mut self_fields = Vec::new();
-    if self_is_keyed {
-        let reads = receiver::reads(&item.block);
+    if let (true, Some(body)) = (self_is_keyed, &body) {
+        let reads = receiver::reads(body.stmts, body.self_name);
         if let Some((span, what)) = reads.opaque {
             cx.error_at(
                 span,
@@ -271,6 +275,7 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
         cache_param: args::cache_param(sig),
         args,
         item,
+        body: body?,
         output: output?,
         params,
         self_fields,
@@ -355,14 +360,8 @@ fn generate(f: &CachedFn) -> TokenStream {
     let tables_var = local("__tables");
     let call_var = local("__call");
     let args_var = local("__args");
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = f.item;
-    let (inner_attrs, outer_attrs) = split_attrs(attrs);
-    let stmts = &block.stmts;
+    let ItemFn { sig, block, .. } = f.item;
+    let stmts = f.body.stmts;
     let output = f.output;
 
     let name = match &f.args.name {
@@ -451,53 +450,42 @@ fn generate(f: &CachedFn) -> TokenStream {
     };
     let hit_var = local("__hit");
 
-    quote! {
-        #(#outer_attrs)*
-        #vis #sig {
-            #(#inner_attrs)*
-            static __SCOPE: #private::KeyScope = #private::KeyScope::generated(#name, #code);
-            #private::assert_output::<#output>();
-            #cache
-            let #ttl_var: #private::Ttl = #ttl;
-            let #tables_var: &[&::core::primitive::str] = #tables;
-            let #call_var = {
-                #[allow(unused_imports)]
-                use #private::{
-                    AcquireParam as _, ConnectionParam as _, ExecutorParam as _,
-                    HandleParam as _, KeyedParam as _,
+    f.body.emit(
+        f.item,
+        quote! {
+                static __SCOPE: #private::KeyScope = #private::KeyScope::generated(#name, #code);
+                #private::assert_output::<#output>();
+                #cache
+                let #ttl_var: #private::Ttl = #ttl;
+                let #tables_var: &[&::core::primitive::str] = #tables;
+                let #call_var = {
+                    #[allow(unused_imports)]
+                    use #private::{
+                        AcquireParam as _, ConnectionParam as _, ExecutorParam as _,
+                        HandleParam as _, KeyedParam as _,
+                    };
+                    #[allow(unused_mut)]
+                    let mut #args_var = #private::KeyArgs::new();
+                    #(#parts)*
+                    #args_var.finish(
+                        #cache_var,
+                        __SCOPE.instance(::core::any::type_name_of_val(&|| ())),
+                    )
                 };
-                #[allow(unused_mut)]
-                let mut #args_var = #private::KeyArgs::new();
-                #(#parts)*
-                #args_var.finish(
-                    #cache_var,
-                    __SCOPE.instance(::core::any::type_name_of_val(&|| ())),
-                )
-            };
-            #[allow(unused_imports)]
-            use #private::{CachedHit as _, NoHit as _};
-            // An in-memory hit is answered here, in the function's own first poll, before
-            // the load's future is built: a hit never creates, moves or drops it.
-            if let ::core::option::Option::Some(#hit_var) = (&#private::Hit::<#output>::new())
-                .hit(#cache_var, &#call_var, &#ttl_var)
-            {
-                return #hit_var;
-            }
-            (&#private::Hit::<#output>::new())
-                .load(#cache_var, #call_var, #tables_var, #ttl_var, #loader)
-                .await
-        }
-    }
-}
-
-/// Inner attributes (`#![allow(..)]` at the top of the body, which syn keeps with the
-/// item's) and the item's own.
-pub(crate) fn split_attrs(
-    attrs: &[syn::Attribute],
-) -> (Vec<&syn::Attribute>, Vec<&syn::Attribute>) {
-    attrs
-        .iter()
-        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)))
+                #[allow(unused_imports)]
+                use #private::{CachedHit as _, NoHit as _};
+                // An in-memory hit is answered here, in the function's own first poll, before
+                // the load's future is built: a hit never creates, moves or drops it.
+                if let ::core::option::Option::Some(#hit_var) = (&#private::Hit::<#output>::new())
+                    .hit(#cache_var, &#call_var, &#ttl_var)
+                {
+                    return #hit_var;
+                }
+                (&#private::Hit::<#output>::new())
+                    .load(#cache_var, #call_var, #tables_var, #ttl_var, #loader)
+                    .await
+        },
+    )
 }
 
 /// An unreachable `return` of the declared type at the top of the moved body, so that the

@@ -4,11 +4,12 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Expr, ItemFn, LitStr, ReturnType, Token, Type};
+use syn::{Expr, ItemFn, LitStr, Token, Type};
 
 use crate::args::{self, Role};
 use crate::attr::{self, Attr};
-use crate::cached::{fake_return_edge, local, split_attrs, with_original};
+use crate::body::{self, Body};
+use crate::cached::{fake_return_edge, local, with_original};
 use crate::ctxt::Ctxt;
 
 const MACRO: &str = "#[invalidates]";
@@ -120,15 +121,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_original(cx, item);
         }
     };
-    if parsed.sig.asyncness.is_none() {
+    let body = body::of(&parsed);
+    if body.is_none() {
         cx.error_spanned_by(
             parsed.sig.fn_token,
             "#[invalidates] requires an `async fn`: invalidation runs after the write, asynchronously",
         );
     }
-    match (cx.check(), args) {
-        (Ok(()), Some(args)) => generate(&args, &parsed),
-        (result, _) => {
+    match (cx.check(), args, body) {
+        (Ok(()), Some(args), Some(body)) => generate(&args, &parsed, &body),
+        (result, _, _) => {
             let mut cx = Ctxt::default();
             if let Err(e) = result {
                 cx.push(e);
@@ -157,7 +159,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 //         __guard.finish().await;      // dropped unfinished (panic, cancel): invalidates then
 //         __output
 //     }
-fn generate(args: &Args, item: &ItemFn) -> TokenStream {
+fn generate(args: &Args, item: &ItemFn, body: &Body) -> TokenStream {
     let private = quote!(::cache_runtime::__private);
     let cache_var = local("__cache");
     let owned_var = local("__cache_owned");
@@ -165,21 +167,15 @@ fn generate(args: &Args, item: &ItemFn) -> TokenStream {
     let tables_var = local("__tables");
     let deferred_var = local("__deferred");
     let guard_var = local("__guard");
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = item;
-    let (inner_attrs, outer_attrs) = split_attrs(attrs);
-    let stmts = &block.stmts;
-    let output = match &sig.output {
-        ReturnType::Type(_, ty) => ty.to_token_stream(),
-        ReturnType::Default => quote!(()),
+    let sig = &item.sig;
+    let stmts = body.stmts;
+    let output = match body.output {
+        Some(ty) => ty.to_token_stream(),
+        None => quote!(()),
     };
-    let fake_return = match &sig.output {
-        ReturnType::Type(_, ty) => fake_return_edge(ty),
-        ReturnType::Default => TokenStream::new(),
+    let fake_return = match body.output {
+        Some(ty) => fake_return_edge(ty),
+        None => TokenStream::new(),
     };
 
     // A cache borrowed from the arguments (`cache = &self.cache`, `cache: Cache`) is cloned
@@ -216,25 +212,24 @@ fn generate(args: &Args, item: &ItemFn) -> TokenStream {
             _ => None,
         });
 
-    quote! {
-        #(#outer_attrs)*
-        #vis #sig {
-            #(#inner_attrs)*
-            #cache
-            let #tables_var: &[&::core::primitive::str] = &[#(#tables),*];
-            let #deferred_var: ::core::primitive::bool = {
-                #[allow(unused_imports)]
-                use #private::{CacheTxWrite as _, OtherTxWrite as _, PlainTxWrite as _};
-                false #(#defers)*
-            };
-            let #guard_var = #private::WriteGuard::new(#cache_var, #tables_var, #deferred_var);
-            let #output_var: #output = async move {
-                #fake_return
-                #(#stmts)*
-            }
-            .await;
-            #guard_var.finish().await;
-            #output_var
-        }
-    }
+    body.emit(
+        item,
+        quote! {
+                #cache
+                let #tables_var: &[&::core::primitive::str] = &[#(#tables),*];
+                let #deferred_var: ::core::primitive::bool = {
+                    #[allow(unused_imports)]
+                    use #private::{CacheTxWrite as _, OtherTxWrite as _, PlainTxWrite as _};
+                    false #(#defers)*
+                };
+                let #guard_var = #private::WriteGuard::new(#cache_var, #tables_var, #deferred_var);
+                let #output_var: #output = async move {
+                    #fake_return
+                    #(#stmts)*
+                }
+                .await;
+                #guard_var.finish().await;
+                #output_var
+        },
+    )
 }

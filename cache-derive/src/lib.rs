@@ -8,6 +8,7 @@
 
 mod args;
 mod attr;
+mod body;
 mod cache_impl;
 mod cached;
 mod ctxt;

@@ -42,45 +42,53 @@ impl Reads {
     }
 }
 
-/// Reads of `self` in `block`.
-pub(crate) fn reads(block: &syn::Block) -> Reads {
-    let mut scan = Scan::default();
-    scan.visit_block(block);
+/// Reads of the receiver in `stmts`, where it is named `self_name` (`self`, or `__self`
+/// once `#[async_trait]` has rewritten the body).
+pub(crate) fn reads(stmts: &[syn::Stmt], self_name: &'static str) -> Reads {
+    let mut scan = Scan {
+        reads: Reads::default(),
+        self_name,
+    };
+    for stmt in stmts {
+        scan.visit_stmt(stmt);
+    }
     scan.reads
 }
 
-#[derive(Default)]
 struct Scan {
     reads: Reads,
+    self_name: &'static str,
 }
 
-/// `self.a.b` as `[a, b]`; `None` when the innermost expression is not `self`.
-fn self_path(expr: &Expr) -> Option<Vec<Member>> {
-    match expr {
-        Expr::Field(ExprField { base, member, .. }) => {
-            let mut path = self_path(base)?;
-            path.push(member.clone());
-            Some(path)
+impl Scan {
+    /// `self.a.b` as `[a, b]`; `None` when the innermost expression is not `self`.
+    fn self_path(&self, expr: &Expr) -> Option<Vec<Member>> {
+        match expr {
+            Expr::Field(ExprField { base, member, .. }) => {
+                let mut path = self.self_path(base)?;
+                path.push(member.clone());
+                Some(path)
+            }
+            Expr::Paren(p) => self.self_path(&p.expr),
+            Expr::Group(g) => self.self_path(&g.expr),
+            Expr::Path(p) if self.is_self(p) => Some(Vec::new()),
+            _ => None,
         }
-        Expr::Paren(p) => self_path(&p.expr),
-        Expr::Group(g) => self_path(&g.expr),
-        Expr::Path(p) if is_self(p) => Some(Vec::new()),
-        _ => None,
     }
-}
 
-fn is_self(p: &ExprPath) -> bool {
-    p.qself.is_none() && p.path.is_ident("self")
+    fn is_self(&self, p: &ExprPath) -> bool {
+        p.qself.is_none() && p.path.is_ident(self.self_name)
+    }
 }
 
 impl<'ast> Visit<'ast> for Scan {
     fn visit_expr(&mut self, expr: &'ast Expr) {
         match expr {
-            Expr::Field(field) => match self_path(expr) {
+            Expr::Field(field) => match self.self_path(expr) {
                 Some(members) => self.reads.field(members, field.member_span()),
                 None => visit::visit_expr(self, expr),
             },
-            Expr::MethodCall(call) => match self_path(&call.receiver) {
+            Expr::MethodCall(call) => match self.self_path(&call.receiver) {
                 // `self.helper()`: the method may read any field.
                 Some(members) if members.is_empty() => {
                     self.reads
@@ -90,7 +98,7 @@ impl<'ast> Visit<'ast> for Scan {
                 // `self.items.len()`: reads `self.items`.
                 _ => visit::visit_expr(self, expr),
             },
-            Expr::Path(p) if is_self(p) => {
+            Expr::Path(p) if self.is_self(p) => {
                 self.reads
                     .opaque(p.path.segments[0].ident.span(), "uses `self` as a whole");
             }
@@ -133,7 +141,7 @@ impl Scan {
         while i < tokens.len() {
             match &tokens[i] {
                 TokenTree::Group(g) => self.scan_tokens(g.stream()),
-                TokenTree::Ident(ident) if ident == "self" => {
+                TokenTree::Ident(ident) if ident == self.self_name => {
                     let mut members = Vec::new();
                     let mut j = i + 1;
                     while let (Some(TokenTree::Punct(dot)), Some(TokenTree::Ident(name))) =
@@ -173,7 +181,7 @@ mod tests {
 
     fn scan(body: &str) -> (Vec<String>, Option<&'static str>) {
         let block: syn::Block = syn::parse_str(body).unwrap();
-        let reads = super::reads(&block);
+        let reads = super::reads(&block.stmts, "self");
         let fields = reads
             .fields
             .iter()
