@@ -70,16 +70,19 @@ pub fn derive_cache_entity(input: TokenStream) -> TokenStream {
 /// | `cache = expr` | a `&Cache` to use (default: the `&Cache` parameter, else the process-wide cache) |
 /// | `name = "users::find"` | the function's identity in keys, stable across renames and moves |
 ///
-/// Every parameter is keyed (and must be `serde::Serialize`) except `self`, SQLx pools,
-/// connections, transactions and executors, the `&Cache`, and those in `skip(...)`. The
-/// key also covers a hash of the function's signature and body, so an edited query never
-/// reads the entries of the old one. An `Err` (of any `Result`, aliases included) is never
-/// cached.
+/// Each parameter is classified by its type: SQLx pools, connections, transactions and
+/// executors (also `impl Executor`, `impl Acquire` and generics bounded by them) and the
+/// `&Cache` are not keyed; every other parameter is, and must be `serde::Serialize`. A
+/// method is keyed by the fields of `self` its body reads (`self_key = ...` or
+/// `skip(self)` to say otherwise). The key also covers a hash of the function's signature
+/// and body and its instance (`Self` type, generic arguments), so an edited query never
+/// reads the entries of the old one. An `Err` (of any `Result`, aliases included) is
+/// never cached.
 ///
-/// A function that takes a transaction (a parameter whose type is `cache_runtime::Transaction`
-/// or `sqlx::Transaction`, by `&mut` or by value) runs its body without reading or filling
-/// the cache: a transaction may see its own uncommitted writes, or a snapshot older than
-/// what other connections see. Reads meant to be cached take the pool.
+/// A call given a connection that is inside a transaction (the cache's `Transaction`, a
+/// `sqlx::Transaction`, or `&mut *tx` in any form) runs its body without reading or
+/// filling the cache: a transaction may see its own uncommitted writes, or a snapshot older
+/// than what other connections see.
 ///
 /// ```
 /// use cache_runtime::{Cache, Settings, cached};
@@ -101,16 +104,16 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     cached::expand(args.into(), item.into()).into()
 }
 
-/// Invalidates tables once an `async fn` write has succeeded: after it returns `Ok` (any
-/// `Result`, aliases included), or after it returns at all when its output is not a
-/// `Result`. Does nothing when `Settings::invalidate_on_write` is off.
+/// Invalidates tables, in every cache of the process, when an `async fn` write ends:
+/// after it returns (`Ok` or `Err`: an error does not prove that nothing was written),
+/// and when it panics or its future is dropped once started. Does nothing when the named
+/// cache's `Settings::invalidate_on_write` is off.
 ///
-/// A function that takes the cache's `Transaction` (`tx: &mut Transaction<'_, DB>`, or by
-/// value) registers its tables on it instead, and they are invalidated after its `COMMIT`
-/// (none on rollback); the parameter is recognised by its type, which must be named
-/// `Transaction`. A write through a plain `sqlx::Transaction` or a connection cannot know
-/// when the transaction commits and invalidates on return, possibly before `COMMIT`: take
-/// `cache_runtime::Transaction` instead.
+/// A function that takes the cache's `Transaction` (by value, `&` or `&mut`) registers its
+/// tables on it instead, before its body runs, and they are invalidated after its
+/// `COMMIT` (none on rollback); the parameter is recognised by its type. A plain
+/// `sqlx::Transaction` parameter is a compile error: nothing could invalidate after its
+/// `COMMIT`.
 ///
 /// | argument | meaning |
 /// |---|---|

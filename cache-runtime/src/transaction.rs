@@ -16,25 +16,24 @@ use crate::Cache;
 /// queries run with `.execute(&mut *tx)` (or `&mut **tx` through a `&mut Transaction`).
 /// Begin one with [`Cache::begin`], or wrap an existing one with [`Cache::transaction`].
 ///
-/// - An `#[invalidates]` function that takes `&mut Transaction<'_, DB>` (this type) registers
-///   its tables here when it returns `Ok` instead of invalidating at once: until `COMMIT`,
-///   other connections still see the old rows, and a read that caches them is right to.
-///   Writes made without the macro are registered with [`Transaction::written`].
+/// - An `#[invalidates]` function that takes this type (by value, `&` or `&mut`) registers
+///   its tables here, before its body runs, instead of invalidating at once: until
+///   `COMMIT`, other connections still see the old rows, and a read that caches them is
+///   right to. Writes made without the macro are registered with [`Transaction::written`].
 /// - [`Transaction::commit`] commits, then invalidates the registered tables (when
 ///   `Settings::invalidate_on_write` is on). [`Transaction::rollback`], or dropping the
 ///   transaction without committing (SQLx then rolls it back), invalidates nothing.
-/// - A `#[cached]` function that takes `&mut Transaction<'_, DB>` (or a `sqlx::Transaction`)
-///   runs its query without reading or filling the cache: after a write the transaction
+/// - A `#[cached]` function given this transaction (or a `sqlx::Transaction`, or `&mut *tx`
+///   in any form) runs its query without reading or filling the cache: after a write the transaction
 ///   sees its own uncommitted rows, which must reach no one else; before one, under
 ///   `REPEATABLE READ` (MySQL's and MariaDB's default, and SQLite's WAL snapshots) its
 ///   snapshot may predate writes that other connections already see, so its rows cannot
 ///   be stored under the current table versions. Read through the pool to use the cache.
 ///
-/// Invalidation goes to the cache the transaction was begun from: make it the one the
-/// reads use. `#[invalidates]` recognises the parameter by its type, named `Transaction`
-/// (an alias under another name is not recognised). A write function that takes a plain
-/// [`sqlx::Transaction`] or a connection cannot know when the transaction commits, so it
-/// invalidates when it returns, which may be before `COMMIT`; use this type instead.
+/// Invalidation reaches every cache of the process. `#[invalidates]` recognises the
+/// parameter by its type, whatever it is called. A write function that takes a plain
+/// [`sqlx::Transaction`] is a compile error (it cannot know when the transaction commits);
+/// take this type instead.
 ///
 /// ```
 /// use cache_runtime::{Cache, Settings, Transaction, cached, invalidates};
