@@ -607,7 +607,7 @@ fn redis(rt: &Runtime, notes: &mut Vec<String>) -> Vec<Measured> {
         let backend = RedisBackend::connect(&url, RedisOptions::default())
             .await
             .unwrap_or_else(|e| panic!("REDIS_URL is set but {url} cannot be reached: {e}"));
-        let cache = Cache::with_backend(settings, backend.clone()).expect("valid settings");
+        let cache = Cache::with_shared_backend(settings, backend.clone()).expect("valid settings");
         let key = cache.key(&FIND, &ID).expect("key");
         let first: Result<Row, Infallible> = cache
             .get_or_load(key, &["rows"], Ttl::Forever, || async { Ok(row(ID)) })

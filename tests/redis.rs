@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cache_runtime::backend::{Backend, RedisBackend, RedisOptions, conformance};
+use cache_runtime::backend::{Backend, RedisBackend, RedisOptions, SharedBackend, conformance};
 use cache_runtime::{Cache, KeyScope, Settings, Ttl, cached, invalidates};
 use cache_suite::{database_url, in_ci, unique_suffix};
 use sqlx::SqlitePool;
@@ -125,7 +125,7 @@ async fn redis_backend_passes_the_conformance_suite() {
         return;
     };
     let ns = namespace("conformance");
-    conformance::run(&ns, || connect(&url)).await;
+    conformance::run_shared(&ns, || connect(&url)).await;
     clean_up(&url, &ns).await;
 }
 
@@ -144,8 +144,8 @@ async fn a_write_through_one_instance_invalidates_reads_on_another() {
     let db = DbFile::new();
     let (pool_a, pool_b) = (open(&db.0).await, open(&db.0).await);
     create_schema(&pool_a).await;
-    let a = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
-    let b = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
+    let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
+    let b = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
 
     assert_eq!(name_of(&b, &pool_b).await, "ada");
     assert_eq!(name_of(&b, &pool_b).await, "ada");
@@ -188,8 +188,8 @@ async fn an_entry_tagged_before_a_write_is_a_miss_whenever_it_arrives() {
     let pool = open(&db.0).await;
     create_schema(&pool).await;
     let raw = connect(&url).await;
-    let a = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
-    let b = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
+    let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
+    let b = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
 
     let (name, key) = name_by_id(&b, &pool).await;
     assert_eq!(name, "ada");
@@ -213,7 +213,7 @@ async fn garbage_under_an_entry_key_is_a_miss_and_is_replaced() {
     let pool = open(&db.0).await;
     create_schema(&pool).await;
     let raw = connect(&url).await;
-    let cache = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
+    let cache = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
 
     let (name, key) = name_by_id(&cache, &pool).await;
     assert_eq!(name, "ada");
@@ -274,7 +274,7 @@ fn redis_instance_process() {
         .build()
         .expect("a Tokio runtime");
     let (cache, pool) = rt.block_on(async {
-        let cache = Cache::with_backend(settings(ns), connect(url).await).unwrap();
+        let cache = Cache::with_shared_backend(settings(ns), connect(url).await).unwrap();
         (cache, open(Path::new(path)).await)
     });
     println!("@@ ready");
@@ -562,7 +562,7 @@ async fn outage_every_call_succeeds_and_hits_resume_after_a_restart() {
     let backend = RedisBackend::connect(&server.url(), RedisOptions::default())
         .await
         .expect("our redis-server answers");
-    let cache = Cache::with_backend(settings(&ns), backend).unwrap();
+    let cache = Cache::with_shared_backend(settings(&ns), backend).unwrap();
     for _ in 0..5 {
         assert_eq!(name_of(&cache, &pool).await, "ada");
     }
@@ -633,7 +633,7 @@ async fn a_hung_redis_costs_each_call_at_most_about_the_timeout() {
     let backend = RedisBackend::connect(&server.url(), options)
         .await
         .expect("our redis-server answers");
-    let cache = Cache::with_backend(settings(&ns), backend).unwrap();
+    let cache = Cache::with_shared_backend(settings(&ns), backend).unwrap();
     assert_eq!(name_of(&cache, &pool).await, "ada");
     assert_eq!(name_of(&cache, &pool).await, "ada");
 
@@ -677,8 +677,8 @@ async fn an_invalidation_made_while_redis_is_down_reaches_other_instances_when_i
     let (pool_a, pool_b) = (open(&db.0).await, open(&db.0).await);
     create_schema(&pool_a).await;
     let url = server.url();
-    let a = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
-    let b = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
+    let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
+    let b = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
     let raw = connect(&url).await;
     assert_eq!(name_of(&b, &pool_b).await, "ada");
     assert_eq!(name_of(&a, &pool_a).await, "ada");
@@ -743,7 +743,7 @@ async fn foreign_values_under_version_and_tracking_keys_are_replaced() {
     let pool = open(&db.0).await;
     create_schema(&pool).await;
     let raw = connect(&url).await;
-    let cache = Cache::with_backend(settings(&ns), connect(&url).await).unwrap();
+    let cache = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
     raw.set(&format!("{ns}:v:users"), b"not a number".to_vec(), None)
         .await
         .unwrap();

@@ -10,8 +10,8 @@ use quote::{ToTokens, quote};
 use syn::{Expr, ImplItem, ItemImpl, Meta};
 
 use crate::attr::{self, Attr};
-use crate::cached::with_original;
 use crate::ctxt::Ctxt;
+use crate::expand::with_original;
 
 const MACRO: &str = "#[cache_impl]";
 const KEYS: &[&str] = &["cache", "self_key"];

@@ -1,6 +1,6 @@
 //! `#[cached(...)]`: attribute parsing, checks, and the rewrite of the `async fn`.
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
@@ -11,6 +11,7 @@ use crate::args::{self, CacheParam, Role};
 use crate::attr::{self, Attr};
 use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
+use crate::expand::{Private, fake_return_edge, local, with_original};
 use crate::receiver::{self, FieldPath};
 use crate::{fingerprint, ttl};
 
@@ -314,13 +315,6 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// The errors next to the untouched item, so the rest of the crate still type-checks
-/// against the function as written.
-pub(crate) fn with_original(cx: Ctxt, item: TokenStream) -> TokenStream {
-    let errors = cx.check().err().map(syn::Error::into_compile_error);
-    quote!(#errors #item)
-}
-
 // Input:
 //
 //     #[cached(ttl = "60s")]
@@ -352,7 +346,7 @@ pub(crate) fn with_original(cx: Ctxt, item: TokenStream) -> TokenStream {
 //         }).await
 //     }
 fn generate(f: &CachedFn) -> TokenStream {
-    let private = quote!(::cache_runtime::__private);
+    let private = Private;
     // Mixed-site hygiene: the body (moved inside) never sees these, whatever its names.
     let cache_var = local("__cache");
     let owned_var = local("__cache_owned");
@@ -486,33 +480,6 @@ fn generate(f: &CachedFn) -> TokenStream {
                     .await
         },
     )
-}
-
-/// An unreachable `return` of the declared type at the top of the moved body, so that the
-/// body's `?` and `return` are typed against the function's return type (and type errors
-/// point at it), as `tracing-attributes` does.
-pub(crate) fn fake_return_edge(output: &Type) -> TokenStream {
-    let fake = local("__fake_return");
-    quote_spanned! {output.span()=>
-        #[allow(
-            unknown_lints,
-            unreachable_code,
-            clippy::diverging_sub_expression,
-            clippy::let_unit_value,
-            clippy::unreachable,
-            clippy::let_with_type_underscore,
-            clippy::empty_loop
-        )]
-        if false {
-            let #fake: #output = loop {};
-            return #fake;
-        }
-    }
-}
-
-/// A generated local variable, invisible to the user's code (`Span::mixed_site`).
-pub(crate) fn local(name: &str) -> Ident {
-    Ident::new(name, Span::mixed_site())
 }
 
 #[cfg(test)]

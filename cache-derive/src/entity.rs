@@ -8,6 +8,7 @@ use syn::{Data, DeriveInput, Expr, Fields, Ident, LitStr, Type};
 
 use crate::attr::{self, Attr};
 use crate::ctxt::Ctxt;
+use crate::expand::Private;
 use crate::ttl;
 
 const MACRO: &str = "#[cache] on a CacheEntity";
@@ -177,7 +178,7 @@ fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<Entity<'a>> {
 }
 
 fn generate(entity: &Entity) -> TokenStream {
-    let private = quote!(::cache_runtime::__private);
+    let private = Private;
     let Entity {
         input,
         table,
@@ -198,6 +199,7 @@ fn generate(entity: &Entity) -> TokenStream {
     let id_assoc = quote::quote_spanned!(id_ty.span()=> type Id = #id_ty;);
     let shared = shared_impls(input);
     quote! {
+        #[automatically_derived]
         impl #impl_generics #private::CacheEntity for #ident #ty_generics #where_clause {
             const TABLE: &'static ::core::primitive::str = #table;
             #id_assoc
@@ -213,7 +215,7 @@ fn generate(entity: &Entity) -> TokenStream {
 /// `EntityTables` (table inference in `#[cached]`) and `LoadOutput` (the bare entity as a
 /// cached output), both forwarding to the `CacheEntity` impl.
 fn shared_impls(input: &DeriveInput) -> TokenStream {
-    let private = quote!(::cache_runtime::__private);
+    let private = Private;
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let mut generics = input.generics.clone();
@@ -226,6 +228,7 @@ fn shared_impls(input: &DeriveInput) -> TokenStream {
         .push(syn::parse_quote!(for<'__a> #ident #ty_generics: #private::CacheValue));
     let (_, _, output_where) = generics.split_for_impl();
     quote! {
+        #[automatically_derived]
         impl #impl_generics #private::EntityTables for #ident #ty_generics #where_clause {
             const TABLES: &'static [&'static ::core::primitive::str] =
                 &[<Self as #private::CacheEntity>::TABLE];
@@ -233,6 +236,7 @@ fn shared_impls(input: &DeriveInput) -> TokenStream {
                 <Self as #private::CacheEntity>::default_ttl()
             }
         }
+        #[automatically_derived]
         impl #impl_generics #private::LoadOutput for #ident #ty_generics #output_where {
             type Value = Self;
             fn into_value(self) -> ::core::result::Result<Self, Self> {
@@ -247,11 +251,12 @@ fn shared_impls(input: &DeriveInput) -> TokenStream {
 
 /// Emitted beside the errors so that uses of the type do not add errors of their own.
 fn fallback(input: &DeriveInput) -> TokenStream {
-    let private = quote!(::cache_runtime::__private);
+    let private = Private;
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let shared = shared_impls(input);
     quote! {
+        #[automatically_derived]
         impl #impl_generics #private::CacheEntity for #ident #ty_generics #where_clause {
             const TABLE: &'static ::core::primitive::str = "";
             type Id = ();

@@ -7,12 +7,7 @@ use quote::ToTokens;
 /// prints, which depends only on the tokens (not on spans or whitespace in the source).
 pub(crate) fn of<A: ToTokens, B: ToTokens>(signature: &A, body: &B) -> String {
     let text = format!("{} {}", signature.to_token_stream(), body.to_token_stream());
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    format!("{:016x}", crate::fnv::fnv1a(text.as_bytes()))
 }
 
 #[cfg(test)]

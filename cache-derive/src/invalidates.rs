@@ -9,8 +9,8 @@ use syn::{Expr, ItemFn, LitStr, Token, Type};
 use crate::args::{self, Role};
 use crate::attr::{self, Attr};
 use crate::body::{self, Body};
-use crate::cached::{fake_return_edge, local, with_original};
 use crate::ctxt::Ctxt;
+use crate::expand::{Private, fake_return_edge, local, with_original};
 
 const MACRO: &str = "#[invalidates]";
 const KEYS: &str = "`tables`, `table`, `cache`, or entity types such as `User`";
@@ -160,7 +160,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 //         __output
 //     }
 fn generate(args: &Args, item: &ItemFn, body: &Body) -> TokenStream {
-    let private = quote!(::cache_runtime::__private);
+    let private = Private;
     let cache_var = local("__cache");
     let owned_var = local("__cache_owned");
     let output_var = local("__output");

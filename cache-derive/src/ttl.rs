@@ -10,12 +10,13 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, UnOp};
 
 use crate::attr::ungroup;
+use crate::expand::Private;
 
 use crate::ttl_grammar::{ACCEPTED_FORMS, Invalid, Parsed};
 
 /// Tokens evaluating to a `::cache_runtime::__private::Ttl`, or an error on the literal.
 pub(crate) fn expand(expr: &Expr) -> syn::Result<TokenStream> {
-    let ttl = quote!(::cache_runtime::__private::Ttl);
+    let ttl = quote!(#Private::Ttl);
     let parsed = match ungroup(expr) {
         Expr::Lit(ExprLit { lit, .. }) => literal(lit),
         Expr::Unary(ExprUnary {
@@ -90,7 +91,7 @@ fn non_zero(d: Duration) -> Result<Parsed, Invalid> {
 }
 
 fn constructor(parsed: &Parsed) -> TokenStream {
-    let ttl = quote!(::cache_runtime::__private::Ttl);
+    let ttl = quote!(#Private::Ttl);
     match *parsed {
         Parsed::Forever => quote!(#ttl::Forever),
         Parsed::Bypass => quote!(#ttl::Bypass),

@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cache_runtime::backend::{Backend, RedisBackend, RedisOptions};
+use cache_runtime::backend::{Backend, RedisBackend, RedisOptions, SharedBackend};
 use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -41,7 +41,7 @@ fn bench_redis_hit(c: &mut Criterion) {
         let backend = RedisBackend::connect(&url, RedisOptions::default())
             .await
             .expect("Redis at REDIS_URL answers");
-        let cache = Cache::with_backend(settings, backend.clone()).expect("valid settings");
+        let cache = Cache::with_shared_backend(settings, backend.clone()).expect("valid settings");
         let key = cache.key(&FIND, &42_i64).expect("key");
         cache
             .get_or_load(key, &["users"], Ttl::Forever, || async {

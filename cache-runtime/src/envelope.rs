@@ -35,11 +35,7 @@ pub(crate) struct Envelope<V> {
 /// cryptographic (it tells types apart; it is no defence against a forged entry, which the
 /// backend's owner could write in any form anyway).
 fn type_id<V>() -> u64 {
-    std::any::type_name::<V>()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+    crate::fnv::fnv1a(std::any::type_name::<V>().as_bytes())
 }
 
 pub(crate) fn unix_ms(at: SystemTime) -> u64 {

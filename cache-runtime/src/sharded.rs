@@ -11,6 +11,15 @@ const MAX_SHARDS: usize = 64;
 /// small caches get fewer shards instead.
 const MIN_PER_SHARD: usize = 64;
 
+/// How many shards a store of `capacity` entries gets: a power of two (a shard is picked
+/// with a mask), at most [`MAX_SHARDS`], and few enough that each holds at least
+/// [`MIN_PER_SHARD`] entries where the capacity allows. The one rule for both sharded stores.
+pub(crate) fn shard_count(capacity: usize) -> usize {
+    let wanted = (capacity.max(1) / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
+    // Largest power of two not above `wanted`.
+    1usize << (usize::BITS - 1 - wanted.leading_zeros())
+}
+
 #[repr(align(128))]
 struct Shard<K, V, S>(Mutex<LruCache<K, V, S>>);
 
@@ -25,9 +34,7 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Sharded<K, V, S> {
     /// `capacity / shards`, so the bound is exact and never exceeded.
     pub(crate) fn new(capacity: usize, hasher: S) -> Self {
         let capacity = capacity.max(1);
-        let wanted = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
-        // Largest power of two not above `wanted`, so a shard is picked with a mask.
-        let count = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
+        let count = shard_count(capacity);
         let shards = (0..count)
             // Unbounded maps grow on demand; `LruCache::new(cap)` would allocate every
             // slot up front.

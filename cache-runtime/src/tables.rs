@@ -55,53 +55,45 @@ impl<T: Copy + Hash + Eq> Tracked<T> {
     }
 }
 
+impl<T> Tracked<T> {
+    /// The tracked ids, oldest first.
+    pub(crate) fn into_oldest_first(self) -> VecDeque<T> {
+        self.order
+    }
+}
+
 /// What a table tracks its reads by: the in-memory store finds entries by their key's
 /// 64-bit hash (8 bytes per tracked read); a backend needs the whole key to name them.
-enum Tracking {
-    Hashes(Tracked<u64>),
-    Keys(Tracked<Key>),
+pub(crate) trait TrackId: Copy + Hash + Eq + Send + Sync + 'static {
+    fn of(key: &Key) -> Self;
 }
 
-impl Tracking {
-    fn new(by_hash: bool) -> Tracking {
-        if by_hash {
-            Tracking::Hashes(Tracked::new())
-        } else {
-            Tracking::Keys(Tracked::new())
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Tracking::Hashes(t) => t.len(),
-            Tracking::Keys(t) => t.len(),
-        }
+impl TrackId for u64 {
+    #[inline]
+    fn of(key: &Key) -> u64 {
+        key.hash_value()
     }
 }
 
-/// A read a table stopped tracking (its entry must be deleted).
-pub(crate) enum Untracked {
-    Hash(u64),
-    Key(Key),
+impl TrackId for Key {
+    #[inline]
+    fn of(key: &Key) -> Key {
+        *key
+    }
 }
 
-pub(crate) struct Table {
+pub(crate) struct Table<T> {
     name: Box<str>,
     version: AtomicU64,
     /// The cache's version clock.
     clock: Arc<AtomicU64>,
-    keys: Mutex<Tracking>,
+    keys: Mutex<Tracked<T>>,
     max_keys: usize,
-    by_hash: bool,
     /// Looked up since the CLOCK hand of `Tables` last passed.
     referenced: AtomicBool,
 }
 
-impl Table {
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
+impl<T: TrackId> Table<T> {
     /// The current version. A read captures it before running its query.
     #[inline]
     pub(crate) fn version(&self) -> u64 {
@@ -116,37 +108,18 @@ impl Table {
     }
 
     /// Tracks `key` as read from this table; returns the oldest read when the table now
-    /// tracks more than `max_keys` (it is no longer tracked and must be deleted).
-    pub(crate) fn track(&self, key: &Key) -> Option<Untracked> {
+    /// tracks more than `max_keys` (it is no longer tracked and its entry must go).
+    pub(crate) fn track(&self, key: &Key) -> Option<T> {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .track(T::of(key), self.max_keys)
+    }
+
+    /// Stops tracking every read and returns them: O(1), whatever their number.
+    pub(crate) fn take(&self) -> Tracked<T> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        match &mut *keys {
-            Tracking::Hashes(t) => t
-                .track(key.hash_value(), self.max_keys)
-                .map(Untracked::Hash),
-            Tracking::Keys(t) => t.track(*key, self.max_keys).map(Untracked::Key),
-        }
-    }
-
-    /// Stops tracking every read and returns the set: O(1), whatever its size.
-    fn take(&self) -> Tracking {
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *keys, Tracking::new(self.by_hash))
-    }
-
-    /// Stops tracking every read and returns their keys (a backend's tables).
-    pub(crate) fn take_keys(&self) -> Vec<Key> {
-        match self.take() {
-            Tracking::Keys(t) => t.order.into(),
-            Tracking::Hashes(_) => Vec::new(),
-        }
-    }
-
-    /// Stops tracking every read and returns their hashes (the in-memory store's tables).
-    pub(crate) fn take_hashes(&self) -> Tracked<u64> {
-        match self.take() {
-            Tracking::Hashes(t) => t,
-            Tracking::Keys(_) => Tracked::new(),
-        }
+        std::mem::replace(&mut *keys, Tracked::new())
     }
 
     pub(crate) fn tracked(&self) -> usize {
@@ -159,27 +132,25 @@ impl Table {
 
 /// The tables this cache knows, by name, at most `max_tables` of them: past it the least
 /// recently used one is forgotten (second chance, as the entry store).
-pub(crate) struct Tables {
+pub(crate) struct Tables<T> {
     /// Looked up on every miss and write: hashed with foldhash, not SipHash (table names
     /// come from the program, not from untrusted input).
-    map: RwLock<HashMap<Box<str>, Arc<Table>, foldhash::fast::RandomState>>,
+    map: RwLock<HashMap<Box<str>, Arc<Table<T>>, foldhash::fast::RandomState>>,
     /// Tables in the order they were met, for the CLOCK hand.
-    ring: Mutex<VecDeque<Arc<Table>>>,
+    ring: Mutex<VecDeque<Arc<Table<T>>>>,
     max_keys: usize,
     max_tables: usize,
-    /// Whether tables track reads by hash (the in-memory store) or by key (a backend).
-    by_hash: bool,
     /// The version clock. It starts at a random value per cache instance, so an entry left
     /// in a remote backend by another process (or an earlier run) whose versions this
     /// process does not share never matches by accident.
     clock: Arc<AtomicU64>,
     /// What forgotten tables tracked: their entries are stale, and a sweep deletes them.
-    forgotten: Mutex<Vec<Tracking>>,
+    forgotten: Mutex<Vec<Tracked<T>>>,
     forgotten_count: AtomicU64,
 }
 
-impl Tables {
-    pub(crate) fn new(max_keys: usize, max_tables: usize, by_hash: bool) -> Tables {
+impl<T: TrackId> Tables<T> {
+    pub(crate) fn new(max_keys: usize, max_tables: usize) -> Tables<T> {
         use std::hash::{BuildHasher, RandomState};
         // The top bit stays clear so versions never wrap in practice.
         let epoch = RandomState::new().hash_one(std::time::SystemTime::now()) >> 1;
@@ -188,14 +159,13 @@ impl Tables {
             ring: Mutex::new(VecDeque::new()),
             max_keys,
             max_tables: max_tables.max(1),
-            by_hash,
             clock: Arc::new(AtomicU64::new(epoch)),
             forgotten: Mutex::new(Vec::new()),
             forgotten_count: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn get(&self, name: &str) -> Arc<Table> {
+    pub(crate) fn get(&self, name: &str) -> Arc<Table<T>> {
         if let Some(t) = self
             .map
             .read()
@@ -219,9 +189,8 @@ impl Tables {
             name: name.into(),
             version: AtomicU64::new(self.clock.fetch_add(1, Ordering::AcqRel) + 1),
             clock: self.clock.clone(),
-            keys: Mutex::new(Tracking::new(self.by_hash)),
+            keys: Mutex::new(Tracked::new()),
             max_keys: self.max_keys,
-            by_hash: self.by_hash,
             referenced: AtomicBool::new(true),
         });
         map.insert(name.into(), table.clone());
@@ -234,8 +203,8 @@ impl Tables {
     /// tracked reads handed to the sweep.
     fn forget_one(
         &self,
-        map: &mut HashMap<Box<str>, Arc<Table>, foldhash::fast::RandomState>,
-        ring: &mut VecDeque<Arc<Table>>,
+        map: &mut HashMap<Box<str>, Arc<Table<T>>, foldhash::fast::RandomState>,
+        ring: &mut VecDeque<Arc<Table<T>>>,
     ) {
         for turn in 0..=2 * ring.len() {
             let Some(table) = ring.pop_front() else {
@@ -262,29 +231,20 @@ impl Tables {
         self.forgotten_count.load(Ordering::Relaxed)
     }
 
-    /// The tracked reads of forgotten tables (their entries are stale): hashes for the
-    /// in-memory store's sweep, keys for a backend's deletes.
-    pub(crate) fn take_forgotten(&self) -> (Vec<Tracked<u64>>, Vec<Key>) {
-        let mut hashes = Vec::new();
-        let mut keys = Vec::new();
-        for tracking in self
-            .forgotten
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            match tracking {
-                Tracking::Hashes(t) => hashes.push(t),
-                Tracking::Keys(t) => keys.extend(t.order),
-            }
-        }
-        (hashes, keys)
+    /// The tracked reads of forgotten tables: their entries are stale and may be deleted.
+    pub(crate) fn take_forgotten(&self) -> Vec<Tracked<T>> {
+        std::mem::take(
+            &mut *self
+                .forgotten
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// The table named `name`, if this cache knows it. A table it does not know has no
     /// entries that may be served and no loads in flight: they resolve their tables before
     /// capturing versions, and a forgotten table was bumped on the way out.
-    pub(crate) fn existing(&self, name: &str) -> Option<Arc<Table>> {
+    pub(crate) fn existing(&self, name: &str) -> Option<Arc<Table<T>>> {
         self.map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -292,11 +252,11 @@ impl Tables {
             .cloned()
     }
 
-    pub(crate) fn resolve(&self, names: &[&str]) -> Vec<Arc<Table>> {
+    pub(crate) fn resolve(&self, names: &[&str]) -> Vec<Arc<Table<T>>> {
         names.iter().map(|n| self.get(n)).collect()
     }
 
-    pub(crate) fn all(&self) -> Vec<Arc<Table>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Table<T>>> {
         self.map
             .read()
             .unwrap_or_else(PoisonError::into_inner)

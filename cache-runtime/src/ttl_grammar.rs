@@ -5,7 +5,7 @@
 //!
 //! | written | meaning |
 //! |---|---|
-//! | `"60s"`, `"1h30m"`, `"250ms"`, `"2d"`, `"1m 30s"` | a duration: integers with units `d`, `h`, `m`, `s`, `ms`, `us` (`µs`), `ns` |
+//! | `"60s"`, `"1h30m"`, `"250ms"`, `"2d"`, `"1 hour, 30 minutes"` | a duration: integers with units `d`, `h`, `m`, `s`, `ms`, `us` (`µs`), `ns`, or their names |
 //! | `"60000"` | a number is milliseconds |
 //! | `"true"` / `"false"` | no expiry / bypass |
 //! | `"2026-09-01T00:00:00Z"` | an RFC 3339 instant |
@@ -108,19 +108,19 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
             return Err(Invalid::Malformed(format!("expected a number at {rest:?}")));
         }
         let value: u128 = rest[..digits].parse().map_err(|_| TOO_LONG)?;
-        rest = &rest[digits..];
+        rest = rest[digits..].trim_start();
         let unit_len = rest
             .char_indices()
             .find(|(_, c)| !c.is_alphabetic())
             .map_or(rest.len(), |(i, _)| i);
         let per_unit: u128 = match &rest[..unit_len] {
-            "d" => 86_400_000_000_000,
-            "h" => 3_600_000_000_000,
-            "m" => 60_000_000_000,
-            "s" => 1_000_000_000,
-            "ms" => 1_000_000,
-            "us" | "µs" => 1_000,
-            "ns" => 1,
+            "d" | "day" | "days" => 86_400_000_000_000,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000_000_000,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60_000_000_000,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
+            "ms" | "msec" | "millisecond" | "milliseconds" => 1_000_000,
+            "us" | "µs" | "usec" | "microsecond" | "microseconds" => 1_000,
+            "ns" | "nsec" | "nanosecond" | "nanoseconds" => 1,
             "" => {
                 return Err(Invalid::Malformed(format!(
                     "{value} has no unit (a bare number is milliseconds only on its own)"
@@ -136,7 +136,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
             .checked_mul(per_unit)
             .and_then(|n| nanos.checked_add(n))
             .ok_or(TOO_LONG)?;
-        rest = rest[unit_len..].trim_start();
+        // Parts may be separated by spaces or commas: "1h 30m", "1 hour, 30 minutes".
+        rest = rest[unit_len..].trim_start_matches([' ', ',']);
     }
     let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| TOO_LONG)?;
     Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))

@@ -1,128 +1,27 @@
-//! Caches over a backend that keeps table versions itself (`Backend::shared_versions`), as
-//! app instances sharing one Redis are: here `MemoryBackend::shared`, wrapped so that tests
-//! can take it down. The Redis suite (root tests/redis.rs) repeats the essentials against a
+//! Caches over a backend that keeps table versions itself (a `SharedBackend`), as app
+//! instances sharing one Redis are: here `SharedMemoryBackend`, wrapped so that tests can
+//! take it down. The Redis suite (root tests/redis.rs) repeats the essentials against a
 //! real server.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cache_runtime::backend::{
-    Backend, BackendError, BoxFuture, Checked, MemoryBackend, StoreOutcome,
-};
+use cache_runtime::backend::{Backend, SharedBackend, SharedMemoryBackend};
 use cache_runtime::{Cache, Key, KeyScope, Settings, Ttl};
 
 static FIND: KeyScope = KeyScope::new("shared_versions::find");
 
-/// `MemoryBackend::shared` with a switch that makes every operation fail, as an outage does.
-#[derive(Clone)]
-struct Switchable {
-    inner: MemoryBackend,
-    down: Arc<AtomicBool>,
-}
+#[path = "common/faulty.rs"]
+mod faulty;
 
-impl Switchable {
-    fn new(inner: MemoryBackend) -> Switchable {
-        Switchable {
-            inner,
-            down: Arc::new(AtomicBool::new(false)),
-        }
-    }
+use faulty::Faulty;
 
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
+/// `SharedMemoryBackend` with a switch that makes every operation fail, as an outage does.
+type Switchable = Faulty<SharedMemoryBackend>;
 
-    fn check(&self) -> Result<(), BackendError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(BackendError::new("backend is down (test switch)"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Fails without calling the inner backend while down (`MemoryBackend` does its work when
-/// called, not when polled).
-macro_rules! guarded {
-    ($self:ident, $call:expr) => {{
-        match $self.check() {
-            Ok(()) => $call,
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
-    }};
-}
-
-impl Backend for Switchable {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
-        guarded!(self, self.inner.get(key))
-    }
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        guarded!(self, self.inner.set(key, value, ttl))
-    }
-    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
-        guarded!(self, self.inner.delete(keys))
-    }
-    fn clear_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
-        guarded!(self, self.inner.clear_prefix(prefix))
-    }
-    fn shared_versions(&self) -> bool {
-        true
-    }
-    fn versions<'a>(
-        &'a self,
-        namespace: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Vec<u64>, BackendError>> {
-        guarded!(self, self.inner.versions(namespace, tables))
-    }
-    fn get_checked<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Checked, BackendError>> {
-        guarded!(self, self.inner.get_checked(namespace, key, tables))
-    }
-    fn set_tracked<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        tags: &'a [(&'a str, u64)],
-        max_keys: usize,
-    ) -> BoxFuture<'a, Result<StoreOutcome, BackendError>> {
-        guarded!(
-            self,
-            self.inner
-                .set_tracked(namespace, key, value, ttl, tags, max_keys)
-        )
-    }
-    fn bump<'a>(
-        &'a self,
-        namespace: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        guarded!(self, self.inner.bump(namespace, tables))
-    }
-    fn tracked<'a>(
-        &'a self,
-        namespace: &'a str,
-        table: &'a str,
-    ) -> BoxFuture<'a, Result<usize, BackendError>> {
-        guarded!(self, self.inner.tracked(namespace, table))
-    }
-}
-
-fn cache(backend: impl Backend) -> Cache {
-    Cache::with_backend(Settings::default(), backend).expect("default settings are valid")
+fn cache(backend: impl SharedBackend) -> Cache {
+    Cache::with_shared_backend(Settings::default(), backend).expect("default settings are valid")
 }
 
 fn key(cache: &Cache) -> Key {
@@ -144,7 +43,7 @@ fn remote_key(cache: &Cache) -> String {
 
 #[tokio::test]
 async fn a_write_through_one_cache_makes_the_others_entry_stale() {
-    let store = MemoryBackend::shared(1_000);
+    let store = SharedMemoryBackend::new(1_000);
     let (a, b) = (cache(store.clone()), cache(store.clone()));
     assert_eq!(
         read(
@@ -200,7 +99,7 @@ async fn a_write_through_one_cache_makes_the_others_entry_stale() {
 /// store-time check).
 #[tokio::test]
 async fn an_entry_tagged_before_a_bump_is_stale_whenever_it_arrives() {
-    let store = MemoryBackend::shared(1_000);
+    let store = SharedMemoryBackend::new(1_000);
     let (a, b) = (cache(store.clone()), cache(store.clone()));
     assert_eq!(
         read(
@@ -230,7 +129,7 @@ async fn an_entry_tagged_before_a_bump_is_stale_whenever_it_arrives() {
 /// A load that captured the versions before a write must not store its result after it.
 #[tokio::test]
 async fn a_load_overtaken_by_a_write_stores_nothing() {
-    let store = MemoryBackend::shared(1_000);
+    let store = SharedMemoryBackend::new(1_000);
     let (a, b) = (cache(store.clone()), cache(store.clone()));
     let loaded = b
         .get_or_load(
@@ -263,7 +162,7 @@ async fn a_load_overtaken_by_a_write_stores_nothing() {
 /// the first operation once the backend is back, so the other caches see it too.
 #[tokio::test]
 async fn an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back() {
-    let store = MemoryBackend::shared(1_000);
+    let store = SharedMemoryBackend::new(1_000);
     let a_side = Switchable::new(store.clone());
     let (a, b) = (cache(a_side.clone()), cache(store.clone()));
     assert_eq!(
@@ -354,7 +253,7 @@ async fn an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_i
 /// even when other operations would succeed.
 #[tokio::test]
 async fn nothing_is_served_while_an_invalidation_is_undelivered() {
-    let store = MemoryBackend::shared(1_000);
+    let store = SharedMemoryBackend::new(1_000);
     let a_side = Switchable::new(store.clone());
     let a = cache(a_side.clone());
     assert_eq!(
@@ -394,7 +293,7 @@ async fn nothing_is_served_while_an_invalidation_is_undelivered() {
 async fn a_failed_capture_runs_the_query_alone_and_stores_nothing() {
     let table = "users_a_failed_capture_runs_the_query_alone";
     let tables = [table];
-    let store = MemoryBackend::shared(1_000);
+    let store = SharedMemoryBackend::new(1_000);
     let side = Switchable::new(store.clone());
     let a = cache(side.clone());
     side.set_down(true);

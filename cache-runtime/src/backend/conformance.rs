@@ -13,16 +13,16 @@
 //! ```
 //!
 //! ```
-//! use cache_runtime::backend::{conformance, MemoryBackend};
+//! use cache_runtime::backend::{conformance, SharedMemoryBackend};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! // In your crate: `#[tokio::test] async fn my_backend_conforms() { ... }`.
 //! // `connect` returns a new handle on the same store each time it is called (for Redis,
-//! // a new connection to the same server); a backend that shares table versions is checked
-//! // through two handles, as two app instances would use it.
-//! let store = MemoryBackend::shared(10_000);
+//! // a new connection to the same server); a shared backend is checked through two
+//! // handles, as two app instances would use it. A plain `Backend` goes to `run`.
+//! let store = SharedMemoryBackend::new(10_000);
 //! let namespace = conformance::unique_namespace("memory");
-//! conformance::run(&namespace, || {
+//! conformance::run_shared(&namespace, || {
 //!     let store = store.clone();
 //!     async move { store }
 //! })
@@ -37,7 +37,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{Backend, StoreOutcome};
+use super::{Backend, SharedBackend, StoreOutcome};
 use crate::{Cache, KeyScope, Settings, Ttl};
 
 /// `base` followed by this process's id and the current time: a namespace no other run
@@ -49,11 +49,8 @@ pub fn unique_namespace(base: &str) -> String {
     format!("{base}-{}-{nanos}", std::process::id())
 }
 
-/// Runs every check against backends returned by `connect`, then deletes every key that
-/// starts with `namespace`.
-///
-/// The checks for shared table versions ([`Backend::shared_versions`]) run only when the
-/// backend claims them.
+/// Runs every check of a plain [`Backend`] against backends returned by `connect`, then
+/// deletes every key that starts with `namespace`.
 ///
 /// # Panics
 ///
@@ -65,24 +62,51 @@ where
     Fut: Future<Output = B>,
 {
     let backend = connect().await;
-    get_set_delete(&backend, namespace).await;
-    binary_values(&backend, namespace).await;
-    key_characters(&backend, namespace).await;
-    ttl_expiry(&backend, namespace).await;
-    clear_prefix(&backend, namespace).await;
-    if backend.shared_versions() {
-        let other = connect().await;
-        shared_versions(&backend, &other, namespace).await;
-        key_tracking(&backend, &other, namespace).await;
-        caches_share_invalidations(backend, other, namespace).await;
-    } else {
-        let again = connect().await;
-        cache_round_trip(again, namespace).await;
-    }
-    let (cache_side, raw) = (connect().await, connect().await);
-    corrupt_entries(cache_side, &raw, namespace).await;
-    let cleanup = connect().await;
-    cleanup
+    storage(&backend, namespace).await;
+    cache_round_trip(connect().await, namespace).await;
+    let cache = Cache::with_backend(corrupt_settings(namespace), connect().await)
+        .expect("conformance settings are valid");
+    corrupt_entries(&cache, &connect().await).await;
+    clean_up(&backend, namespace).await;
+}
+
+/// Runs every check of a [`SharedBackend`] (those of [`run`], and the shared versions and
+/// key tracking, through two handles as two app instances use it) against backends
+/// returned by `connect`, then deletes every key that starts with `namespace`.
+///
+/// # Panics
+///
+/// On the first broken rule, with a message naming it.
+pub async fn run_shared<B, F, Fut>(namespace: &str, mut connect: F)
+where
+    B: SharedBackend,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = B>,
+{
+    let backend = connect().await;
+    storage(&backend, namespace).await;
+    let other = connect().await;
+    shared_versions(&backend, &other, namespace).await;
+    key_tracking(&backend, &other, namespace).await;
+    caches_share_invalidations(connect().await, other, namespace).await;
+    let cache = Cache::with_shared_backend(corrupt_settings(namespace), connect().await)
+        .expect("conformance settings are valid");
+    corrupt_entries(&cache, &connect().await).await;
+    clean_up(&backend, namespace).await;
+}
+
+/// The checks of storage alone: get, set, delete, binary values, key characters, TTLs,
+/// `clear_prefix`.
+async fn storage(backend: &dyn Backend, namespace: &str) {
+    get_set_delete(backend, namespace).await;
+    binary_values(backend, namespace).await;
+    key_characters(backend, namespace).await;
+    ttl_expiry(backend, namespace).await;
+    clear_prefix(backend, namespace).await;
+}
+
+async fn clean_up(backend: &dyn Backend, namespace: &str) {
+    backend
         .clear_prefix(namespace)
         .await
         .expect("conformance: cleaning up with clear_prefix failed");
@@ -109,7 +133,7 @@ async fn delete(backend: &dyn Backend, keys: &[String]) {
         .unwrap_or_else(|e| panic!("conformance: delete({keys:?}) failed: {e}"));
 }
 
-async fn versions(backend: &dyn Backend, namespace: &str, tables: &[&str]) -> Vec<u64> {
+async fn versions(backend: &dyn SharedBackend, namespace: &str, tables: &[&str]) -> Vec<u64> {
     let got = backend
         .versions(namespace, tables)
         .await
@@ -126,14 +150,14 @@ async fn versions(backend: &dyn Backend, namespace: &str, tables: &[&str]) -> Ve
     got
 }
 
-async fn bump(backend: &dyn Backend, namespace: &str, tables: &[&str]) {
+async fn bump(backend: &dyn SharedBackend, namespace: &str, tables: &[&str]) {
     backend
         .bump(namespace, tables)
         .await
         .unwrap_or_else(|e| panic!("conformance: bump({tables:?}) failed: {e}"));
 }
 
-async fn tracked(backend: &dyn Backend, namespace: &str, table: &str) -> usize {
+async fn tracked(backend: &dyn SharedBackend, namespace: &str, table: &str) -> usize {
     backend
         .tracked(namespace, table)
         .await
@@ -306,7 +330,7 @@ pub async fn clear_prefix(backend: &dyn Backend, namespace: &str) {
 /// Shared versions: non-zero, the same through every handle, new after every bump and never
 /// an earlier one, independent per table and per namespace, and recreated (never at an
 /// earlier value) when lost.
-pub async fn shared_versions(a: &dyn Backend, b: &dyn Backend, namespace: &str) {
+pub async fn shared_versions(a: &dyn SharedBackend, b: &dyn SharedBackend, namespace: &str) {
     let ns = format!("{namespace}.versions");
     let tables = ["users", "a:b", "a%3Ab", "ünï cödé", ""];
     let first = versions(a, &ns, &tables).await;
@@ -380,13 +404,13 @@ pub async fn shared_versions(a: &dyn Backend, b: &dyn Backend, namespace: &str) 
 
 /// `set_tracked` stores only when the versions are current, tracks keys per table within
 /// `max_keys` (deleting the oldest), and `bump` deletes what a table tracks.
-pub async fn key_tracking(a: &dyn Backend, b: &dyn Backend, namespace: &str) {
+pub async fn key_tracking(a: &dyn SharedBackend, b: &dyn SharedBackend, namespace: &str) {
     let ns = format!("{namespace}.tracking");
     let current = versions(a, &ns, &["users", "posts"]).await;
     let (users, posts) = (current[0], current[1]);
     let key = |i: usize| format!("{ns}:{i:064x}");
     let store = |backend: &'static str, i: usize, tags: Vec<(&'static str, u64)>| {
-        let which: &dyn Backend = if backend == "a" { a } else { b };
+        let which: &dyn SharedBackend = if backend == "a" { a } else { b };
         let (ns, k) = (ns.clone(), key(i));
         async move {
             which
@@ -516,9 +540,15 @@ pub async fn cache_round_trip(backend: impl Backend, namespace: &str) {
 /// Two caches over two handles of one backend, as two app instances: a write through one
 /// makes the other's entry stale, a write during a load keeps that load's result out, and
 /// a corrupt entry is a miss that is replaced.
-pub async fn caches_share_invalidations(a: impl Backend, b: impl Backend, namespace: &str) {
-    let a = Cache::with_backend(settings(namespace), a).expect("conformance settings are valid");
-    let b = Cache::with_backend(settings(namespace), b).expect("conformance settings are valid");
+pub async fn caches_share_invalidations(
+    a: impl SharedBackend,
+    b: impl SharedBackend,
+    namespace: &str,
+) {
+    let a =
+        Cache::with_shared_backend(settings(namespace), a).expect("conformance settings are valid");
+    let b =
+        Cache::with_shared_backend(settings(namespace), b).expect("conformance settings are valid");
     assert_eq!(read(&b, "old").await, "old");
     assert_eq!(
         read(&a, "other").await,
@@ -559,15 +589,20 @@ pub async fn caches_share_invalidations(a: impl Backend, b: impl Backend, namesp
     assert_eq!(stats.backend_errors, 0, "conformance: {stats:?}");
 }
 
-/// Bytes under a cache's key that are not an entry it wrote (corrupt, truncated, foreign)
-/// are a miss: the query runs, the bytes are replaced, and the next read is a hit.
-pub async fn corrupt_entries(backend: impl Backend, raw: &dyn Backend, namespace: &str) {
-    let settings = Settings {
+/// The settings of the cache [`corrupt_entries`] checks.
+pub fn corrupt_settings(namespace: &str) -> Settings {
+    Settings {
         namespace: format!("{namespace}.corrupt"),
         ..Settings::default()
-    };
-    let remote_prefix = format!("{}:", settings.namespace);
-    let cache = Cache::with_backend(settings, backend).expect("conformance settings are valid");
+    }
+}
+
+/// Bytes under a cache's key that are not an entry it wrote (corrupt, truncated, foreign)
+/// are a miss: the query runs, the bytes are replaced, and the next read is a hit. `cache`
+/// is built over the backend with [`corrupt_settings`]; `raw` writes into the same store.
+pub async fn corrupt_entries(cache: &Cache, raw: &dyn Backend) {
+    let remote_prefix = format!("{}:", cache.settings().namespace);
+    let cache = cache.clone();
     let key = cache.key(&SCOPE, &1_u32).expect("a u32 key serializes");
     let remote = format!("{remote_prefix}{key}");
     for (i, garbage) in [&b"not an entry"[..], b"", b"\x93\x01\x02"]
@@ -603,8 +638,8 @@ pub async fn corrupt_entries(backend: impl Backend, raw: &dyn Backend, namespace
 
 #[cfg(test)]
 mod tests {
-    use super::{run, unique_namespace};
-    use crate::backend::MemoryBackend;
+    use super::{run, run_shared, unique_namespace};
+    use crate::backend::{MemoryBackend, SharedMemoryBackend};
 
     #[tokio::test]
     async fn memory_backend_conforms() {
@@ -618,8 +653,8 @@ mod tests {
 
     #[tokio::test]
     async fn shared_memory_backend_conforms() {
-        let store = MemoryBackend::shared(100_000);
-        run(&unique_namespace("shared-memory"), || {
+        let store = SharedMemoryBackend::new(100_000);
+        run_shared(&unique_namespace("shared-memory"), || {
             let store = store.clone();
             async move { store }
         })

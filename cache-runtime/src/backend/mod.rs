@@ -1,179 +1,158 @@
-//! Storage behind a [`Cache`](crate::Cache): the [`Backend`] trait, its in-memory
-//! implementation, the Redis one (feature `redis`) and the conformance suite every backend
-//! should pass (feature `conformance`).
+//! Storage behind a [`Cache`](crate::Cache): the [`Backend`] trait, the [`SharedBackend`]
+//! trait for backends many processes share, their in-memory implementations, the Redis one
+//! (feature `redis`) and the conformance suite every backend should pass (feature
+//! `conformance`).
 //!
 //! A backend stores opaque bytes under string keys of the form `{namespace}:{hex key}`,
 //! with an optional storage TTL. It knows nothing of types: the cache wraps every value in
 //! an envelope carrying its (table, version) tags and checks them on the way out, so a
 //! backend only has to store and return bytes faithfully (or fail loudly).
 //!
-//! A backend that many processes share (Redis) should also keep the table versions and the
-//! per-table key tracking itself, so a write in one process invalidates reads in all of
-//! them: it says so with [`Backend::shared_versions`] and implements the methods below it.
-//! The others keep the defaults and the cache keeps versions in process.
+//! Which one a cache uses decides where table versions live:
+//!
+//! - [`Cache::with_backend`](crate::Cache::with_backend) takes a [`Backend`]; the cache
+//!   keeps table versions in its process. Entries written by another process are never
+//!   served (they are not shared either).
+//! - [`Cache::with_shared_backend`](crate::Cache::with_shared_backend) takes a
+//!   [`SharedBackend`], which keeps table versions and per-table key tracking itself, so a
+//!   write in one process invalidates reads in all of them.
+//!
+//! Implement both with `async fn`, under [`async_trait`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_runtime::backend::{async_trait, Backend, BackendError, MemoryBackend};
+//!
+//! /// A backend that logs every write and delegates to the in-memory one.
+//! struct Logged(MemoryBackend);
+//!
+//! #[async_trait]
+//! impl Backend for Logged {
+//!     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+//!         self.0.get(key).await
+//!     }
+//!     async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>)
+//!         -> Result<(), BackendError> {
+//!         println!("set {key} ({} bytes, ttl {ttl:?})", value.len());
+//!         self.0.set(key, value, ttl).await
+//!     }
+//!     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
+//!         self.0.delete(keys).await
+//!     }
+//!     async fn clear_prefix(&self, prefix: &str) -> Result<(), BackendError> {
+//!         self.0.clear_prefix(prefix).await
+//!     }
+//! }
+//! ```
 
 #[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod memory;
-pub(crate) mod pending;
 #[cfg(feature = "redis")]
 mod redis;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-pub use memory::MemoryBackend;
+/// The attribute that lets [`Backend`] and [`SharedBackend`] implementations write
+/// `async fn` (the traits stay object-safe). A re-export of the `async-trait` crate's.
+pub use async_trait::async_trait;
+pub use memory::{MemoryBackend, SharedMemoryBackend};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisBackend, RedisOptions};
 
-/// A boxed, `Send` future, the return type of every [`Backend`] method.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where a [`Cache`](crate::Cache) built with [`Cache::with_backend`](crate::Cache::with_backend)
-/// keeps its entries.
+/// Where a [`Cache`](crate::Cache) built with
+/// [`Cache::with_backend`](crate::Cache::with_backend) keeps its entries.
 ///
 /// Errors are never fatal to a caller: the cache counts them in
 /// [`Stats::backend_errors`](crate::Stats::backend_errors), logs them and runs the query.
-///
-/// ```
-/// use std::time::Duration;
-/// use cache_runtime::backend::{Backend, BackendError, BoxFuture, MemoryBackend};
-///
-/// /// A backend that logs every write and delegates to the in-memory one.
-/// struct Logged(MemoryBackend);
-///
-/// impl Backend for Logged {
-///     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
-///         self.0.get(key)
-///     }
-///     fn set<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Option<Duration>)
-///         -> BoxFuture<'a, Result<(), BackendError>> {
-///         println!("set {key} ({} bytes, ttl {ttl:?})", value.len());
-///         self.0.set(key, value, ttl)
-///     }
-///     fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
-///         self.0.delete(keys)
-///     }
-///     fn clear_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
-///         self.0.clear_prefix(prefix)
-///     }
-/// }
-/// ```
+/// See the [module](self) for an example.
+#[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// The bytes stored under `key`, or `None` when absent or expired.
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
 
     /// Stores `value` under `key`, replacing any previous value; `ttl` of `None` means no
     /// expiry (the backend may still evict).
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
+    async fn set(
+        &self,
+        key: &str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<(), BackendError>>;
+    ) -> Result<(), BackendError>;
 
     /// Deletes every key in `keys`; absent keys are not an error.
-    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>>;
+    async fn delete(&self, keys: &[String]) -> Result<(), BackendError>;
 
     /// Deletes every key that starts with `prefix`.
-    fn clear_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+    async fn clear_prefix(&self, prefix: &str) -> Result<(), BackendError>;
+}
 
-    // ----- shared table versions (optional) -----
-
-    /// Whether this backend keeps table versions and key tracking itself, shared by every
-    /// cache (in every process) that uses it. Default `false`: the cache keeps them in
-    /// process, and never calls the methods below.
-    ///
-    /// When `true`, the methods below must implement these rules (the conformance suite,
-    /// `backend::conformance` with the `conformance` feature, checks them):
-    ///
-    /// - A table's version, per namespace, is a non-zero `u64`. Once a version has been
-    ///   replaced (by [`bump`](Backend::bump)) it never comes back, and a version that was
-    ///   lost (deleted by `clear_prefix`, evicted, a restart without persistence) is
-    ///   recreated at an unpredictable value, never at one a read may have captured before.
-    /// - `namespace` is the cache's namespace; the backend chooses how to lay out version
-    ///   and tracking keys, but they must not collide with entry keys (`{namespace}:{hex}`)
-    ///   or between tables, whatever the table names contain.
-    fn shared_versions(&self) -> bool {
-        false
-    }
-
+/// A [`Backend`] many processes share, which keeps table versions and per-table key
+/// tracking itself, so that a write through any cache using it makes the entries of all of
+/// them stale. Enter it with [`Cache::with_shared_backend`](crate::Cache::with_shared_backend).
+///
+/// The methods must implement these rules (the conformance suite, `backend::conformance`
+/// with the `conformance` feature, checks them):
+///
+/// - A table's version, per namespace, is a non-zero `u64`. Once a version has been
+///   replaced (by [`bump`](SharedBackend::bump)) it never comes back, and a version that
+///   was lost (deleted by `clear_prefix`, evicted, a restart without persistence) is
+///   recreated at an unpredictable value, never at one a read may have captured before.
+/// - `namespace` is the cache's namespace; the backend chooses how to lay out version and
+///   tracking keys, but they must not collide with entry keys (`{namespace}:{hex}`) or
+///   between tables, whatever the table names contain.
+#[async_trait]
+pub trait SharedBackend: Backend {
     /// The current version of each of `tables`, in order, creating missing ones. A read
     /// captures these before it runs its query and tags its entry with them.
-    fn versions<'a>(
-        &'a self,
-        namespace: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Vec<u64>, BackendError>> {
-        let _ = (namespace, tables);
-        unsupported("versions")
-    }
+    async fn versions(&self, namespace: &str, tables: &[&str]) -> Result<Vec<u64>, BackendError>;
 
     /// The bytes under `key` and the current version of each of `tables` (0 for a table
     /// that has none, which no entry is tagged with), ideally in one round trip: this is
-    /// the read path of every hit.
-    ///
-    /// The default calls [`get`](Backend::get), then [`versions`](Backend::versions).
-    fn get_checked<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Checked, BackendError>> {
-        Box::pin(async move {
-            let bytes = self.get(key).await?;
-            let versions = self.versions(namespace, tables).await?;
-            Ok((bytes, versions))
-        })
+    /// the read path of every hit. The default calls [`get`](Backend::get), then
+    /// [`versions`](SharedBackend::versions).
+    async fn get_checked(
+        &self,
+        namespace: &str,
+        key: &str,
+        tables: &[&str],
+    ) -> Result<Checked, BackendError> {
+        let bytes = self.get(key).await?;
+        let versions = self.versions(namespace, tables).await?;
+        Ok((bytes, versions))
     }
 
     /// Stores `value` under `key` (as [`set`](Backend::set) does) if the version of every
     /// table in `tags` still equals the one given there, and tracks `key` under each of
     /// those tables; a table then tracking more than `max_keys` keys drops its oldest ones
     /// from tracking and deletes them. Should be atomic with respect to
-    /// [`bump`](Backend::bump); the cache checks versions on every read anyway.
-    fn set_tracked<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
+    /// [`bump`](SharedBackend::bump); the cache checks versions on every read anyway.
+    async fn set_tracked(
+        &self,
+        namespace: &str,
+        key: &str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-        tags: &'a [(&'a str, u64)],
+        tags: &[(&str, u64)],
         max_keys: usize,
-    ) -> BoxFuture<'a, Result<StoreOutcome, BackendError>> {
-        let _ = (namespace, key, value, ttl, tags, max_keys);
-        unsupported("set_tracked")
-    }
+    ) -> Result<StoreOutcome, BackendError>;
 
     /// Gives each of `tables` a new version (every entry tagged with an older one is stale
     /// from now on, for every cache sharing this backend) and deletes the keys they track.
-    fn bump<'a>(
-        &'a self,
-        namespace: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        let _ = (namespace, tables);
-        unsupported("bump")
-    }
+    async fn bump(&self, namespace: &str, tables: &[&str]) -> Result<(), BackendError>;
 
     /// How many keys `table` tracks for invalidation.
-    fn tracked<'a>(
-        &'a self,
-        namespace: &'a str,
-        table: &'a str,
-    ) -> BoxFuture<'a, Result<usize, BackendError>> {
-        let _ = (namespace, table);
-        unsupported("tracked")
-    }
+    async fn tracked(&self, namespace: &str, table: &str) -> Result<usize, BackendError>;
 }
 
-/// What [`Backend::get_checked`] returns: the bytes under the key, if any, and the current
+/// What [`SharedBackend::get_checked`] returns: the bytes under the key, if any, and the current
 /// version of each table asked about, in order (0 for a table without one).
 pub type Checked = (Option<Vec<u8>>, Vec<u64>);
 
-/// What [`Backend::set_tracked`] did.
+/// What [`SharedBackend::set_tracked`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOutcome {
     /// The entry was stored and tracked; `evicted` older keys were dropped from tracking
@@ -184,16 +163,6 @@ pub enum StoreOutcome {
     },
     /// A table was written since its version was captured: nothing was stored.
     Stale,
-}
-
-fn unsupported<T: Send + 'static>(
-    method: &'static str,
-) -> BoxFuture<'static, Result<T, BackendError>> {
-    Box::pin(async move {
-        Err(BackendError::new(format!(
-            "this backend does not keep shared table versions (`Backend::{method}`)"
-        )))
-    })
 }
 
 /// A failed backend operation.

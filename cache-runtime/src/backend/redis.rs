@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, RedisResult, Script};
 
-use super::{Backend, BackendError, BoxFuture, Checked, StoreOutcome};
+use super::{Backend, BackendError, Checked, SharedBackend, StoreOutcome, async_trait};
 use crate::Settings;
 
 /// How a [`RedisBackend`] talks to Redis.
@@ -86,9 +86,10 @@ impl RedisOptions {
     }
 }
 
-/// A [`Backend`] in Redis, shared by every app instance that uses the same server: entries,
-/// table versions ([`Backend::shared_versions`]) and the keys each table tracks all live
-/// there, so a write through one instance makes the entries of every instance stale.
+/// A [`SharedBackend`] in Redis, shared by every app instance that uses the same server:
+/// entries, table versions and the keys each table tracks all live there, so a write
+/// through one instance makes the entries of every instance stale. Enter it with
+/// [`Cache::with_shared_backend`](crate::Cache::with_shared_backend).
 ///
 /// - A hit is one round trip (`MGET` of the entry and its tables' versions).
 /// - A miss reads the versions (a script), runs the query, then stores the entry only if
@@ -109,7 +110,7 @@ impl RedisOptions {
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let settings = Settings { namespace: "shop".into(), ..Settings::default() };
 /// let backend = RedisBackend::from_settings("redis://127.0.0.1:6379", &settings).await?;
-/// let cache = Cache::with_backend(settings, backend)?;
+/// let cache = Cache::with_shared_backend(settings, backend)?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -442,223 +443,202 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
+#[async_trait]
 impl Backend for RedisBackend {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
-        Box::pin(self.run("GET", move |mut conn| async move {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        self.run("GET", move |mut conn| async move {
             redis::cmd("GET")
                 .arg(key)
                 .query_async::<Option<Vec<u8>>>(&mut conn)
                 .await
-        }))
+        })
+        .await
     }
 
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
+    async fn set(
+        &self,
+        key: &str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(self.run("SET", move |mut conn| async move {
+    ) -> Result<(), BackendError> {
+        self.run("SET", move |mut conn| async move {
             let mut cmd = redis::cmd("SET");
             cmd.arg(key).arg(value);
             if let Some(ms) = expiry_ms(ttl) {
                 cmd.arg("PX").arg(ms);
             }
             cmd.query_async::<()>(&mut conn).await
-        }))
+        })
+        .await
     }
 
-    fn delete<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            for chunk in keys.chunks(BATCH) {
+    async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
+        for chunk in keys.chunks(BATCH) {
+            self.run("UNLINK", |mut conn| async move {
+                redis::cmd("UNLINK")
+                    .arg(chunk)
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn clear_prefix(&self, prefix: &str) -> Result<(), BackendError> {
+        let pattern = format!("{}*", glob_escape(prefix));
+        let mut cursor = 0_u64;
+        // Each step is bounded by the timeout; the whole scan is as long as the keyspace.
+        loop {
+            let pattern = &pattern;
+            let (next, keys) = self
+                .run("SCAN", |mut conn| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async::<(u64, Vec<Vec<u8>>)>(&mut conn)
+                        .await
+                })
+                .await?;
+            if !keys.is_empty() {
                 self.run("UNLINK", |mut conn| async move {
                     redis::cmd("UNLINK")
-                        .arg(chunk)
+                        .arg(&keys)
                         .query_async::<()>(&mut conn)
                         .await
                 })
                 .await?;
             }
-            Ok(())
-        })
-    }
-
-    fn clear_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            let pattern = format!("{}*", glob_escape(prefix));
-            let mut cursor = 0_u64;
-            // Each step is bounded by the timeout; the whole scan is as long as the keyspace.
-            loop {
-                let pattern = &pattern;
-                let (next, keys) = self
-                    .run("SCAN", |mut conn| async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async::<(u64, Vec<Vec<u8>>)>(&mut conn)
-                            .await
-                    })
-                    .await?;
-                if !keys.is_empty() {
-                    self.run("UNLINK", |mut conn| async move {
-                        redis::cmd("UNLINK")
-                            .arg(&keys)
-                            .query_async::<()>(&mut conn)
-                            .await
-                    })
-                    .await?;
-                }
-                if next == 0 {
-                    return Ok(());
-                }
-                cursor = next;
-            }
-        })
-    }
-
-    fn shared_versions(&self) -> bool {
-        true
-    }
-
-    fn versions<'a>(
-        &'a self,
-        namespace: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Vec<u64>, BackendError>> {
-        Box::pin(async move {
-            if tables.is_empty() {
-                return Ok(Vec::new());
-            }
-            let raw = self
-                .run("versions script", |mut conn| async move {
-                    let mut call = self.inner.scripts.versions.prepare_invoke();
-                    for (i, table) in tables.iter().enumerate() {
-                        call.key(version_key(namespace, table));
-                        call.arg(fresh_version(i));
-                    }
-                    call.invoke_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
-                })
-                .await?;
-            if raw.len() != tables.len() {
-                return Err(BackendError::new(format!(
-                    "Redis versions script returned {} versions for {} tables",
-                    raw.len(),
-                    tables.len()
-                )));
-            }
-            Ok(raw.iter().map(|v| parse_version(v.as_deref())).collect())
-        })
-    }
-
-    fn get_checked<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Checked, BackendError>> {
-        Box::pin(async move {
-            if tables.is_empty() {
-                return Ok((self.get(key).await?, Vec::new()));
-            }
-            let mut values = self
-                .run("MGET", |mut conn| async move {
-                    let mut cmd = redis::cmd("MGET");
-                    cmd.arg(key);
-                    for table in tables {
-                        cmd.arg(version_key(namespace, table));
-                    }
-                    cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
-                })
-                .await?;
-            if values.len() != tables.len() + 1 {
-                return Err(BackendError::new(format!(
-                    "Redis MGET of {} keys returned {} values",
-                    tables.len() + 1,
-                    values.len()
-                )));
-            }
-            let versions = values[1..]
-                .iter()
-                .map(|v| parse_version(v.as_deref()))
-                .collect();
-            Ok((values.swap_remove(0), versions))
-        })
-    }
-
-    fn set_tracked<'a>(
-        &'a self,
-        namespace: &'a str,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        tags: &'a [(&'a str, u64)],
-        max_keys: usize,
-    ) -> BoxFuture<'a, Result<StoreOutcome, BackendError>> {
-        Box::pin(async move {
-            let dropped = self
-                .run("store script", |mut conn| async move {
-                    let mut call = self.inner.scripts.store.prepare_invoke();
-                    call.key(key);
-                    for (table, _) in tags {
-                        call.key(version_key(namespace, table));
-                    }
-                    for (table, _) in tags {
-                        call.key(tracking_key(namespace, table));
-                    }
-                    call.arg(value)
-                        .arg(expiry_ms(ttl).unwrap_or(0))
-                        .arg(max_keys.max(1));
-                    for (_, version) in tags {
-                        call.arg(version.to_string());
-                    }
-                    call.invoke_async::<i64>(&mut conn).await
-                })
-                .await?;
-            Ok(match usize::try_from(dropped) {
-                Ok(evicted) => StoreOutcome::Stored { evicted },
-                Err(_) => StoreOutcome::Stale,
-            })
-        })
-    }
-
-    fn bump<'a>(
-        &'a self,
-        namespace: &'a str,
-        tables: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            if tables.is_empty() {
+            if next == 0 {
                 return Ok(());
             }
-            self.run("bump script", |mut conn| async move {
-                let mut call = self.inner.scripts.bump.prepare_invoke();
-                for table in tables {
-                    call.key(version_key(namespace, table));
-                }
+            cursor = next;
+        }
+    }
+}
+
+#[async_trait]
+impl SharedBackend for RedisBackend {
+    async fn versions(&self, namespace: &str, tables: &[&str]) -> Result<Vec<u64>, BackendError> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw = self
+            .run("versions script", |mut conn| async move {
+                let mut call = self.inner.scripts.versions.prepare_invoke();
                 for (i, table) in tables.iter().enumerate() {
-                    call.key(tracking_key(namespace, table));
+                    call.key(version_key(namespace, table));
                     call.arg(fresh_version(i));
                 }
-                call.invoke_async::<()>(&mut conn).await
+                call.invoke_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
             })
-            .await
+            .await?;
+        if raw.len() != tables.len() {
+            return Err(BackendError::new(format!(
+                "Redis versions script returned {} versions for {} tables",
+                raw.len(),
+                tables.len()
+            )));
+        }
+        Ok(raw.iter().map(|v| parse_version(v.as_deref())).collect())
+    }
+
+    async fn get_checked(
+        &self,
+        namespace: &str,
+        key: &str,
+        tables: &[&str],
+    ) -> Result<Checked, BackendError> {
+        if tables.is_empty() {
+            return Ok((self.get(key).await?, Vec::new()));
+        }
+        let mut values = self
+            .run("MGET", |mut conn| async move {
+                let mut cmd = redis::cmd("MGET");
+                cmd.arg(key);
+                for table in tables {
+                    cmd.arg(version_key(namespace, table));
+                }
+                cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
+            })
+            .await?;
+        if values.len() != tables.len() + 1 {
+            return Err(BackendError::new(format!(
+                "Redis MGET of {} keys returned {} values",
+                tables.len() + 1,
+                values.len()
+            )));
+        }
+        let versions = values[1..]
+            .iter()
+            .map(|v| parse_version(v.as_deref()))
+            .collect();
+        Ok((values.swap_remove(0), versions))
+    }
+
+    async fn set_tracked(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &[(&str, u64)],
+        max_keys: usize,
+    ) -> Result<StoreOutcome, BackendError> {
+        let dropped = self
+            .run("store script", |mut conn| async move {
+                let mut call = self.inner.scripts.store.prepare_invoke();
+                call.key(key);
+                for (table, _) in tags {
+                    call.key(version_key(namespace, table));
+                }
+                for (table, _) in tags {
+                    call.key(tracking_key(namespace, table));
+                }
+                call.arg(value)
+                    .arg(expiry_ms(ttl).unwrap_or(0))
+                    .arg(max_keys.max(1));
+                for (_, version) in tags {
+                    call.arg(version.to_string());
+                }
+                call.invoke_async::<i64>(&mut conn).await
+            })
+            .await?;
+        Ok(match usize::try_from(dropped) {
+            Ok(evicted) => StoreOutcome::Stored { evicted },
+            Err(_) => StoreOutcome::Stale,
         })
     }
 
-    fn tracked<'a>(
-        &'a self,
-        namespace: &'a str,
-        table: &'a str,
-    ) -> BoxFuture<'a, Result<usize, BackendError>> {
-        Box::pin(self.run("ZCARD", move |mut conn| async move {
+    async fn bump(&self, namespace: &str, tables: &[&str]) -> Result<(), BackendError> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        self.run("bump script", |mut conn| async move {
+            let mut call = self.inner.scripts.bump.prepare_invoke();
+            for table in tables {
+                call.key(version_key(namespace, table));
+            }
+            for (i, table) in tables.iter().enumerate() {
+                call.key(tracking_key(namespace, table));
+                call.arg(fresh_version(i));
+            }
+            call.invoke_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
+    async fn tracked(&self, namespace: &str, table: &str) -> Result<usize, BackendError> {
+        self.run("ZCARD", move |mut conn| async move {
             redis::cmd("ZCARD")
                 .arg(tracking_key(namespace, table))
                 .query_async::<usize>(&mut conn)
                 .await
-        }))
+        })
+        .await
     }
 }
 

@@ -3,10 +3,11 @@
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use cache_runtime::backend::{Backend, BackendError, BoxFuture, MemoryBackend};
+use cache_runtime::backend::MemoryBackend;
 use cache_runtime::{Cache, Settings, Ttl};
 use tokio::sync::Notify;
 
+use crate::faulty::Faulty;
 use crate::support::{cache, key};
 
 type Row = Arc<Mutex<String>>;
@@ -143,36 +144,15 @@ async fn a_read_started_after_a_write_does_not_join_an_older_load() {
     assert_eq!(again, "new");
 }
 
-/// A backend whose deletes always fail, as a remote store might during an invalidation.
-struct DeletesFail(MemoryBackend);
-
-impl Backend for DeletesFail {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
-        self.0.get(key)
-    }
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<std::time::Duration>,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
-        self.0.set(key, value, ttl)
-    }
-    fn delete<'a>(&'a self, _: &'a [String]) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async { Err(BackendError::new("delete refused")) })
-    }
-    fn clear_prefix<'a>(&'a self, p: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
-        self.0.clear_prefix(p)
-    }
-}
-
 /// Mechanism: entries carry the versions they were read at, checked on every read. Deleting
 /// tracked keys alone is not enough: here the delete fails and the entry survives in the
 /// backend, yet it must not be served.
 #[tokio::test]
 async fn an_entry_that_survives_invalidation_is_still_never_served() {
     let backend = MemoryBackend::new(100);
-    let cache = Cache::with_backend(Settings::default(), DeletesFail(backend.clone())).unwrap();
+    let faulty = Faulty::new(backend.clone());
+    faulty.set_deletes_fail(true);
+    let cache = Cache::with_backend(Settings::default(), faulty).unwrap();
     let row: Row = Arc::new(Mutex::new("old".into()));
     let get = || {
         cache.get_or_load(
@@ -311,7 +291,11 @@ async fn a_table_met_again_never_reuses_a_version() {
             max_tables: 1,
             ..cache_runtime::Settings::default()
         },
-        DeletesFail(MemoryBackend::new(100)),
+        {
+            let faulty = Faulty::new(MemoryBackend::new(100));
+            faulty.set_deletes_fail(true);
+            faulty
+        },
     )
     .unwrap();
     let elsewhere = cache_runtime::Cache::new(cache_runtime::Settings::default()).unwrap();

@@ -5,6 +5,8 @@ mod bounds;
 mod concurrency;
 mod errors;
 mod faults;
+#[path = "../common/faulty.rs"]
+mod faulty;
 mod freshness;
 mod settings;
 mod single_flight;

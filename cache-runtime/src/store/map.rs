@@ -1,4 +1,4 @@
-//! The in-memory store: decoded values in a concurrent map whose reads take no lock and
+//! The in-memory store's map: decoded values in a concurrent map whose reads take no lock and
 //! write nothing shared, bounded by a CLOCK (second-chance) eviction policy.
 //!
 //! Reads go straight to a [`papaya`] map: a hit is a lock-free probe, a check of the
@@ -40,10 +40,9 @@ use crate::key::{BuildKeyHasher, Key};
 use crate::stats::Counter;
 use crate::tables::Table;
 
-const MAX_SHARDS: usize = 64;
-/// Below this many entries per shard, eviction order degrades into "whatever hashed here
-/// last": small caches get fewer shards instead.
-const MIN_PER_SHARD: usize = 64;
+/// A table as the in-memory store tracks it: by key hash.
+type MemTable = Table<u64>;
+
 /// A ring position with no entry. Key hashes are never 0.
 const EMPTY: u64 = 0;
 
@@ -76,12 +75,12 @@ pub(crate) enum Tags {
 }
 
 pub(crate) struct Tag {
-    pub(crate) table: Arc<Table>,
+    pub(crate) table: Arc<MemTable>,
     pub(crate) version: u64,
 }
 
 impl Tags {
-    pub(crate) fn new(tables: &[Arc<Table>], versions: &[u64]) -> Tags {
+    pub(crate) fn new(tables: &[Arc<MemTable>], versions: &[u64]) -> Tags {
         let mut tags = tables.iter().zip(versions).map(|(table, &version)| Tag {
             table: table.clone(),
             version,
@@ -187,7 +186,7 @@ struct Clock {
     hand: usize,
 }
 
-pub(crate) struct MemoryStore {
+pub(crate) struct ClockMap {
     map: papaya::HashMap<Key, Slot, BuildKeyHasher>,
     shards: Box<[Shard]>,
     mask: usize,
@@ -200,7 +199,7 @@ pub(crate) struct MemoryStore {
     next_heavy: AtomicU64,
 }
 
-/// The outcome of [`MemoryStore::insert`].
+/// The outcome of [`ClockMap::insert`].
 pub(crate) enum Inserted {
     /// Stored, after evicting this many other entries.
     Stored { evicted: u64 },
@@ -216,16 +215,14 @@ pub(crate) enum Inserted {
 /// Entries at least this heavy keep their value out of the map (see the module's header).
 const HEAVY: u32 = 64 << 10;
 
-impl MemoryStore {
+impl ClockMap {
     /// Holds at most `capacity` entries in total (`capacity >= 1`): each shard holds
     /// `capacity / shards`, so the bound is exact and never exceeded; and at most
     /// `max_bytes` of entry weight, freed memory included.
-    pub(crate) fn new(capacity: usize, max_bytes: usize) -> MemoryStore {
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> ClockMap {
         let capacity = capacity.max(1);
-        let wanted = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
-        // Largest power of two not above `wanted`, so a shard is picked with a mask.
-        let count = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
-        MemoryStore {
+        let count = crate::sharded::shard_count(capacity);
+        ClockMap {
             // Grows on demand: sizing it for `capacity` up front would allocate for
             // entries that may never exist.
             map: papaya::HashMap::builder()
@@ -471,6 +468,7 @@ impl MemoryStore {
     }
 
     /// Removes `key`'s entry, if any (and only `key`'s: not another key's with its hash).
+    #[cfg(test)]
     pub(crate) fn remove(&self, key: &Key) {
         let mut clock = self.lock(key.hash_value());
         let guard = self.map.guard();
@@ -524,13 +522,13 @@ mod tests {
         Key::build("ns", &SCOPE, &i).unwrap()
     }
 
-    fn slot(value: u64, tables: &Tables) -> Slot {
+    fn slot(value: u64, tables: &Tables<u64>) -> Slot {
         let table = tables.get("t");
         let version = table.version();
         Slot::new(Box::new(value), 100, None, Tags::new(&[table], &[version]))
     }
 
-    fn hit(store: &MemoryStore, i: u64) -> Option<u64> {
+    fn hit(store: &ClockMap, i: u64) -> Option<u64> {
         match store.get::<u64>(&key(i)) {
             Lookup::Hit(v) => Some(v),
             _ => None,
@@ -539,9 +537,9 @@ mod tests {
 
     #[test]
     fn never_holds_more_than_capacity() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
         for capacity in [1, 7, 64, 100, 1000, 100_000] {
-            let s = MemoryStore::new(capacity, usize::MAX);
+            let s = ClockMap::new(capacity, usize::MAX);
             let bound = s.per_shard * s.shards.len();
             assert!(bound <= capacity);
             assert!(bound * 100 >= capacity * 95 || capacity < 128, "{capacity}");
@@ -558,8 +556,8 @@ mod tests {
 
     #[test]
     fn second_chance_spares_entries_read_since_the_last_pass() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
-        let s = MemoryStore::new(2, usize::MAX);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
+        let s = ClockMap::new(2, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         s.insert(key(2), slot(2, &tables));
         assert_eq!(hit(&s, 1), Some(1)); // 1 is now referenced
@@ -574,8 +572,8 @@ mod tests {
 
     #[test]
     fn removed_positions_are_reused_before_evicting() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
-        let s = MemoryStore::new(2, usize::MAX);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
+        let s = ClockMap::new(2, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         s.insert(key(2), slot(2, &tables));
         s.remove(&key(1));
@@ -597,8 +595,8 @@ mod tests {
     /// could remove the other.
     #[test]
     fn a_key_whose_hash_is_taken_is_not_stored_and_never_served_another_value() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
-        let s = MemoryStore::new(10, usize::MAX);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
+        let s = ClockMap::new(10, usize::MAX);
         let a = key(1).with_hash(7);
         let b = key(2).with_hash(7);
         assert!(a != b);
@@ -627,8 +625,8 @@ mod tests {
     /// identity check, a fault seen on an old entry would delete a fresh replacement.
     #[test]
     fn a_fault_removes_only_the_entry_it_was_seen_on() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
-        let s = MemoryStore::new(10, usize::MAX);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
+        let s = ClockMap::new(10, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         let guard = s.map.guard();
         let old = s.map.get(&key(1), &guard).unwrap();
@@ -642,8 +640,8 @@ mod tests {
 
     #[test]
     fn faults_and_wrong_types_are_removed_on_read() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
-        let s = MemoryStore::new(10, usize::MAX);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
+        let s = ClockMap::new(10, usize::MAX);
         s.insert(key(1), slot(1, &tables));
         assert!(matches!(s.get::<String>(&key(1)), Lookup::WrongType));
         assert_eq!(s.len(), 0);
@@ -676,7 +674,7 @@ mod tests {
     /// value over a quarter of the budget is refused.
     #[test]
     fn bytes_are_bounded() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
         let table = tables.get("t");
         let version = table.version();
         let slot = |w: usize| {
@@ -687,7 +685,7 @@ mod tests {
                 Tags::new(std::slice::from_ref(&table), &[version]),
             )
         };
-        let s = MemoryStore::new(1_000, 1_000);
+        let s = ClockMap::new(1_000, 1_000);
         for i in 0..20 {
             assert!(matches!(
                 s.insert(key(i), slot(200)),
@@ -705,11 +703,11 @@ mod tests {
     /// removed, not when the map's collector gets to it.
     #[test]
     fn heavy_values_are_dropped_when_removed() {
-        let tables = Tables::new(usize::MAX, usize::MAX, true);
+        let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
         let table = tables.get("t");
         let version = table.version();
         let value = Arc::new(());
-        let s = MemoryStore::new(10, usize::MAX);
+        let s = ClockMap::new(10, usize::MAX);
         let heavy = || {
             Slot::new(
                 Box::new(value.clone()),

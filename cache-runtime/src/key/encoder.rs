@@ -22,8 +22,6 @@
 use serde::Serialize;
 use serde::ser::{self, SerializeSeq};
 
-use crate::key::Material;
-
 const NONE: u8 = 0x00;
 const SOME: u8 = 0x01;
 const UNIT: u8 = 0x02;
@@ -64,13 +62,6 @@ const END: u8 = 0xff;
 /// that is sorted before it is written.
 pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Material {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.push(bytes);
-    }
 }
 
 impl Sink for Vec<u8> {

@@ -2,7 +2,7 @@
 //! leaves the process.
 //!
 //! A key is defined by its *material*: the function's fingerprint, the namespace and the
-//! encoding of the keyed arguments (`key_encoder`: injective, canonical). Its stable name,
+//! encoding of the keyed arguments (`key::encoder`: injective, canonical). Its stable name,
 //! the one remote backends store and every process agrees on, is
 //!
 //! ```text
@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock};
 
 use serde::Serialize;
+
+pub(crate) mod encoder;
 
 const FINGERPRINT_CONTEXT: &str = "cache-runtime v2 function fingerprint";
 
@@ -383,6 +385,13 @@ impl Material {
     }
 }
 
+impl crate::key::encoder::Sink for Material {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.push(bytes);
+    }
+}
+
 /// Key hashes are never 0, so the in-memory store can mark free positions with it.
 #[inline]
 fn nonzero(hash: u64) -> u64 {
@@ -404,8 +413,8 @@ impl KeyBuilder {
     pub(crate) fn push<T: Serialize + ?Sized>(
         &mut self,
         value: &T,
-    ) -> Result<(), crate::key_encoder::EncodeError> {
-        crate::key_encoder::encode(&mut self.0, value)
+    ) -> Result<(), crate::key::encoder::EncodeError> {
+        crate::key::encoder::encode(&mut self.0, value)
     }
 
     /// The key of the pushed arguments for the scope with this id (a
@@ -454,7 +463,7 @@ impl Key {
         args: &A,
     ) -> Result<Key, KeyError> {
         let mut material = Material::new(scope.id(), namespace);
-        crate::key_encoder::encode(&mut material, args).map_err(|e| KeyError(e.to_string()))?;
+        crate::key::encoder::encode(&mut material, args).map_err(|e| KeyError(e.to_string()))?;
         Ok(material.finish())
     }
 
@@ -546,9 +555,7 @@ impl Hasher for KeyHasher {
 
     fn write(&mut self, bytes: &[u8]) {
         // Only reached if something other than `Key` is hashed: fold it in (FNV-1a).
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0 = crate::fnv::extend(self.0, bytes);
     }
 
     fn write_u64(&mut self, n: u64) {
@@ -637,7 +644,7 @@ mod tests {
         let mut h = blake3::Hasher::new_keyed(&registry().fingerprint(A.id()));
         h.update(&2u64.to_le_bytes());
         h.update(b"ns");
-        h.update(&crate::key_encoder::to_vec(&long).unwrap());
+        h.update(&crate::key::encoder::to_vec(&long).unwrap());
         assert_eq!(a.digest(), *h.finalize().as_bytes());
         // Right at the inline boundary, both kinds agree with themselves.
         for len in 40..56 {

@@ -1,0 +1,1 @@
+../../cache-runtime/src/fnv.rs

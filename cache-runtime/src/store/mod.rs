@@ -1,0 +1,344 @@
+//! Where a cache keeps its entries: one store type per mode, all behind one contract.
+//!
+//! - [`MemoryStore`]: decoded values in process memory, table versions in process (the
+//!   embedded default, `Cache::new`).
+//! - [`PlainStore`]: encoded entries in a [`Backend`](crate::backend::Backend), table
+//!   versions in process (`Cache::with_backend`).
+//! - [`SharedStore`]: encoded entries, table versions and key tracking in a
+//!   [`SharedBackend`](crate::backend::SharedBackend) every process shares
+//!   (`Cache::with_shared_backend`), with the invalidations it has not taken yet.
+//!
+//! The facade ([`Cache`](crate::Cache)) and the miss protocol (`cache::miss`) call a store
+//! only through [`AnyStore`], whose methods hand each call to the store of the cache's mode:
+//! a new mode is one more type implementing [`Store`] and one more variant, never a branch
+//! in the facade.
+
+mod map;
+mod memory;
+mod pending;
+mod plain;
+mod shared;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) use map::{ClockMap, ENTRY_OVERHEAD};
+pub(crate) use memory::MemoryStore;
+pub(crate) use plain::PlainStore;
+pub(crate) use shared::SharedStore;
+
+use crate::envelope;
+use crate::flight::Flights;
+use crate::key::{Key, Namespace};
+use crate::stats::{Counter, Counters};
+use crate::tables::Table;
+use crate::{CacheValue, Settings, Ttl};
+
+/// What every store of a cache shares: its settings, key namespace, flights and counters.
+pub(crate) struct Core {
+    pub(crate) settings: Settings,
+    /// `"{namespace}:"`, the prefix of every remote key.
+    pub(crate) prefix: String,
+    /// The namespace, interned for key building.
+    pub(crate) namespace: Namespace,
+    pub(crate) flights: Flights,
+    pub(crate) counters: Counters,
+}
+
+impl Core {
+    pub(crate) fn new(settings: Settings) -> Core {
+        Core {
+            prefix: format!("{}:", settings.namespace),
+            namespace: Namespace::intern(&settings.namespace),
+            settings,
+            flights: Flights::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// `{namespace}:{key in lower-case hex}` (as `Key`'s `Display`), without the formatting
+    /// machinery: this runs on every remote hit.
+    pub(crate) fn remote_key(&self, key: &Key) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut name = String::with_capacity(self.prefix.len() + 64);
+        name.push_str(&self.prefix);
+        for b in key.digest() {
+            name.push(char::from(HEX[usize::from(b >> 4)]));
+            name.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        name
+    }
+
+    pub(crate) fn backend_error(&self, op: &str, error: &dyn std::error::Error) {
+        self.counters.bump(Counter::BackendErrors);
+        tracing::warn!(target: "cache_runtime", op, error = %error,
+            "cache backend failed; running the query instead");
+    }
+
+    pub(crate) fn decode_error(&self, key: &Key, error: &dyn fmt::Display) {
+        self.counters.bump(Counter::DecodeErrors);
+        tracing::warn!(target: "cache_runtime", key = %key, error = %error,
+            "cached entry is unusable; treating it as a miss and deleting it");
+    }
+}
+
+/// The table versions a load saw before its query ran, one per table the read names. A
+/// store checks them again when the value arrives (versions are never reused, so a table
+/// forgotten and met again in between never matches).
+pub(crate) struct Captured {
+    pub(crate) versions: Vec<u64>,
+    /// The versions could not be read (a shared backend down): the load shares no flight
+    /// and stores nothing, since it cannot tell whether a write came between it and another.
+    pub(crate) unknown: bool,
+}
+
+impl Captured {
+    pub(crate) fn known(versions: Vec<u64>) -> Captured {
+        Captured {
+            versions,
+            unknown: false,
+        }
+    }
+
+    pub(crate) fn unknown() -> Captured {
+        Captured {
+            versions: Vec::new(),
+            unknown: true,
+        }
+    }
+
+    /// Whether `tables` still have the captured versions.
+    pub(crate) fn current<T: crate::tables::TrackId>(&self, tables: &[Arc<Table<T>>]) -> bool {
+        !self.unknown
+            && tables.len() == self.versions.len()
+            && tables
+                .iter()
+                .zip(&self.versions)
+                .all(|(t, v)| t.version() == *v)
+    }
+}
+
+/// The invalidation work a store leaves for later, when it cannot be done without waiting:
+/// remote keys to delete, shared versions to bump.
+#[derive(Default)]
+pub(crate) struct Remote {
+    pub(crate) delete: Vec<Key>,
+    pub(crate) bump: bool,
+}
+
+impl Remote {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.delete.is_empty() && !self.bump
+    }
+}
+
+/// The contract of a store, one implementation per mode. Methods that wait are `async`;
+/// `hit` answers an in-memory hit in the caller's own poll.
+pub(crate) trait Store: Send + Sync + 'static {
+    /// An entry that may be served right now without waiting, if this store has one.
+    fn hit<V: CacheValue>(&self, core: &Core, key: &Key) -> Option<V>;
+
+    /// An entry found by waiting (a remote store), if any; `tables` are the read's tables.
+    async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V>;
+
+    /// The versions of `tables` now, before the query runs.
+    async fn capture(&self, core: &Core, tables: &[&str]) -> Captured;
+
+    /// Stores `value`, read under `captured`, unless a write has made it stale already.
+    async fn store<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: Key,
+        tables: &[&str],
+        captured: &Captured,
+        ttl: Ttl,
+        value: &V,
+    );
+
+    /// The part of an invalidation done at once: local versions, in-memory entries, and
+    /// marking what the remote part still owes. `named`: this is the cache the write
+    /// named (others skip tables they have never seen).
+    fn invalidate_local(&self, core: &Core, tables: &[&str], named: bool) -> Remote;
+
+    /// The remote part, which may wait.
+    async fn invalidate_remote(&self, core: &Core, tables: &[&str], remote: Remote);
+
+    /// Removes every entry; every load in flight becomes stale.
+    async fn clear(&self, core: &Core);
+
+    fn entry_count(&self) -> Option<usize>;
+    fn memory_bytes(&self) -> Option<usize>;
+    fn tracked_keys(&self, table: &str) -> usize;
+    fn table_count(&self) -> usize;
+    fn tables_forgotten(&self) -> u64;
+    /// The mode's name, for `Debug`.
+    fn mode(&self) -> &'static str;
+}
+
+/// The store of a cache, whichever its mode.
+pub(crate) enum AnyStore {
+    Memory(MemoryStore),
+    Plain(PlainStore),
+    Shared(SharedStore),
+}
+
+/// Hands one call to the store of the cache's mode.
+macro_rules! each {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            AnyStore::Memory($s) => $call,
+            AnyStore::Plain($s) => $call,
+            AnyStore::Shared($s) => $call,
+        }
+    };
+}
+
+impl AnyStore {
+    #[inline]
+    pub(crate) fn hit<V: CacheValue>(&self, core: &Core, key: &Key) -> Option<V> {
+        each!(self, s => s.hit(core, key))
+    }
+
+    pub(crate) async fn lookup<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+    ) -> Option<V> {
+        each!(self, s => s.lookup(core, key, tables).await)
+    }
+
+    pub(crate) async fn capture(&self, core: &Core, tables: &[&str]) -> Captured {
+        each!(self, s => s.capture(core, tables).await)
+    }
+
+    pub(crate) async fn store<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: Key,
+        tables: &[&str],
+        captured: &Captured,
+        ttl: Ttl,
+        value: &V,
+    ) {
+        if !core.settings.cache_none && crate::output::is_empty(value) {
+            return;
+        }
+        each!(self, s => s.store(core, key, tables, captured, ttl, value).await)
+    }
+
+    pub(crate) fn invalidate_local(&self, core: &Core, tables: &[&str], named: bool) -> Remote {
+        each!(self, s => s.invalidate_local(core, tables, named))
+    }
+
+    pub(crate) async fn invalidate_remote(&self, core: &Core, tables: &[&str], remote: Remote) {
+        if remote.is_empty() {
+            return;
+        }
+        each!(self, s => s.invalidate_remote(core, tables, remote).await)
+    }
+
+    pub(crate) async fn clear(&self, core: &Core) {
+        each!(self, s => s.clear(core).await)
+    }
+
+    pub(crate) fn entry_count(&self) -> Option<usize> {
+        each!(self, s => s.entry_count())
+    }
+
+    pub(crate) fn memory_bytes(&self) -> Option<usize> {
+        each!(self, s => s.memory_bytes())
+    }
+
+    pub(crate) fn tracked_keys(&self, table: &str) -> usize {
+        each!(self, s => s.tracked_keys(table))
+    }
+
+    pub(crate) fn table_count(&self) -> usize {
+        each!(self, s => s.table_count())
+    }
+
+    pub(crate) fn tables_forgotten(&self) -> u64 {
+        each!(self, s => s.tables_forgotten())
+    }
+
+    pub(crate) fn mode(&self) -> &'static str {
+        each!(self, s => s.mode())
+    }
+}
+
+/// A value encoded for a backend, with the table tags it was stored under.
+pub(crate) struct Entry<'t> {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) storage_ttl: Option<Duration>,
+    pub(crate) tags: Vec<(&'t str, u64)>,
+}
+
+impl<'t> Entry<'t> {
+    /// `None` when the TTL stores nothing, or (logged) when the value fails to encode.
+    pub(crate) fn encode<V: CacheValue>(
+        key: &Key,
+        value: &V,
+        tables: &[&'t str],
+        versions: &[u64],
+        ttl: Ttl,
+    ) -> Option<Entry<'t>> {
+        let now = Instant::now();
+        let deadline = ttl.deadline(now).ok()?;
+        let tags: Vec<(&str, u64)> = tables
+            .iter()
+            .copied()
+            .zip(versions.iter().copied())
+            .collect();
+        let storage_ttl = Ttl::storage_ttl(deadline, now);
+        match envelope::encode(value, &tags, storage_ttl) {
+            Ok(bytes) => Some(Entry {
+                bytes,
+                storage_ttl,
+                tags,
+            }),
+            Err(e) => {
+                tracing::warn!(target: "cache_runtime", key = %key, error = %e,
+                    "value failed to encode; not cached");
+                None
+            }
+        }
+    }
+}
+
+/// An envelope read from a backend, decoded; `None` (counted, logged) when it is unusable
+/// or past its expiry (counted).
+pub(crate) fn decode<V: CacheValue>(
+    core: &Core,
+    key: &Key,
+    bytes: &[u8],
+) -> Result<envelope::Envelope<V>, Fault> {
+    let env = envelope::decode::<V>(bytes).map_err(|e| {
+        core.decode_error(key, &e);
+        Fault::Unusable
+    })?;
+    if env
+        .expires_at
+        .is_some_and(|at| envelope::unix_ms(std::time::SystemTime::now()) >= at)
+    {
+        return Err(Fault::Counted(Counter::Expired));
+    }
+    Ok(env)
+}
+
+/// Why a backend's entry is not served (it is then deleted).
+pub(crate) enum Fault {
+    /// Undecodable: already counted and logged.
+    Unusable,
+    /// Expired or stale: count it under this.
+    Counted(Counter),
+}
+
+impl Fault {
+    pub(crate) fn count(self, counters: &Counters) {
+        if let Fault::Counted(counter) = self {
+            counters.bump(counter);
+        }
+    }
+}

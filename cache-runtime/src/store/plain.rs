@@ -1,0 +1,181 @@
+//! The plain backend mode: encoded entries in a [`Backend`], table versions and key
+//! tracking in process. Versions start at a random value per cache, so entries another
+//! process (or an earlier run) left in the backend are never served here.
+
+use super::{Captured, Core, Entry, Fault, Remote, Store, decode};
+use crate::backend::Backend;
+use crate::key::Key;
+use crate::stats::Counter;
+use crate::tables::Tables;
+use crate::{CacheValue, Ttl};
+
+pub(crate) struct PlainStore {
+    backend: Box<dyn Backend>,
+    /// Tables track reads by key: the backend names entries by it.
+    tables: Tables<Key>,
+}
+
+impl PlainStore {
+    pub(crate) fn new(core: &Core, backend: Box<dyn Backend>) -> PlainStore {
+        PlainStore {
+            backend,
+            tables: Tables::new(core.settings.max_keys_per_table, core.settings.max_tables),
+        }
+    }
+
+    async fn delete(&self, core: &Core, keys: &[Key]) {
+        if keys.is_empty() {
+            return;
+        }
+        let names: Vec<String> = keys.iter().map(|k| core.remote_key(k)).collect();
+        if let Err(e) = self.backend.delete(&names).await {
+            core.backend_error("delete", &e);
+        }
+    }
+}
+
+impl Store for PlainStore {
+    fn hit<V: CacheValue>(&self, _: &Core, _: &Key) -> Option<V> {
+        None
+    }
+
+    async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, _: &[&str]) -> Option<V> {
+        let name = core.remote_key(key);
+        let bytes = match self.backend.get(&name).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(e) => {
+                core.backend_error("get", &e);
+                return None;
+            }
+        };
+        let fault = match decode::<V>(core, key, &bytes) {
+            Ok(env) => {
+                // A table this cache does not know: the entry is not one it stored since
+                // (its versions are this process's own).
+                let stale = env.tags.iter().any(|(table, version)| {
+                    self.tables
+                        .existing(table)
+                        .is_none_or(|t| t.version() != *version)
+                });
+                if !stale {
+                    core.counters.bump(Counter::Hits);
+                    return Some(env.value);
+                }
+                Fault::Counted(Counter::Stale)
+            }
+            Err(fault) => fault,
+        };
+        fault.count(&core.counters);
+        if let Err(e) = self.backend.delete(&[name]).await {
+            core.backend_error("delete", &e);
+        }
+        None
+    }
+
+    async fn capture(&self, _: &Core, tables: &[&str]) -> Captured {
+        Captured::known(
+            self.tables
+                .resolve(tables)
+                .iter()
+                .map(|t| t.version())
+                .collect(),
+        )
+    }
+
+    async fn store<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: Key,
+        names: &[&str],
+        captured: &Captured,
+        ttl: Ttl,
+        value: &V,
+    ) {
+        let tables = self.tables.resolve(names);
+        // A write completed during the load: the entry would be stale on arrival.
+        if !captured.current(&tables) {
+            return;
+        }
+        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
+            return;
+        };
+        if let Err(e) = self
+            .backend
+            .set(&core.remote_key(&key), entry.bytes, entry.storage_ttl)
+            .await
+        {
+            core.backend_error("set", &e);
+            return;
+        }
+        // Keys no longer tracked, and those of forgotten tables, are deleted (their entries
+        // are stale anyway: deleting only frees room).
+        let mut dropped: Vec<Key> = self
+            .tables
+            .take_forgotten()
+            .into_iter()
+            .flat_map(|t| t.into_oldest_first())
+            .collect();
+        for table in &tables {
+            if let Some(oldest) = table.track(&key) {
+                core.counters.bump(Counter::TableEvictions);
+                dropped.push(oldest);
+            }
+        }
+        self.delete(core, &dropped).await;
+    }
+
+    fn invalidate_local(&self, core: &Core, names: &[&str], named: bool) -> Remote {
+        let mut remote = Remote::default();
+        for name in names {
+            let table = if named {
+                Some(self.tables.get(name))
+            } else {
+                self.tables.existing(name)
+            };
+            let Some(table) = table else { continue };
+            table.bump();
+            core.counters.bump(Counter::Invalidations);
+            remote.delete.extend(table.take().into_oldest_first());
+        }
+        remote
+    }
+
+    async fn invalidate_remote(&self, core: &Core, _: &[&str], remote: Remote) {
+        self.delete(core, &remote.delete).await;
+    }
+
+    async fn clear(&self, core: &Core) {
+        for table in self.tables.all() {
+            table.bump();
+            drop(table.take());
+        }
+        if let Err(e) = self.backend.clear_prefix(&core.prefix).await {
+            core.backend_error("clear", &e);
+        }
+    }
+
+    fn entry_count(&self) -> Option<usize> {
+        None
+    }
+
+    fn memory_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    fn tracked_keys(&self, table: &str) -> usize {
+        self.tables.existing(table).map_or(0, |t| t.tracked())
+    }
+
+    fn table_count(&self) -> usize {
+        self.tables.len()
+    }
+
+    fn tables_forgotten(&self) -> u64 {
+        self.tables.forgotten_count()
+    }
+
+    fn mode(&self) -> &'static str {
+        "backend"
+    }
+}

@@ -1,0 +1,245 @@
+//! The shared backend mode: encoded entries, table versions and key tracking in a
+//! [`SharedBackend`] every process shares, and the invalidations it has not taken yet.
+//!
+//! An invalidation is first recorded as pending, then delivered (a bump of the shared
+//! versions). While any is pending (the bump failed, or has not been sent yet), this cache
+//! neither reads from nor stores into the backend: the backend's versions lag behind a
+//! completed write. Pending bumps are retried before every operation.
+
+use super::pending::PendingBumps;
+use super::{Captured, Core, Entry, Fault, Remote, Store, decode};
+use crate::backend::{BackendError, SharedBackend, StoreOutcome};
+use crate::key::Key;
+use crate::stats::Counter;
+use crate::{CacheValue, Ttl};
+
+pub(crate) struct SharedStore {
+    backend: Box<dyn SharedBackend>,
+    /// Tables whose invalidation the backend has not taken yet.
+    pending: PendingBumps,
+}
+
+impl SharedStore {
+    pub(crate) fn new(backend: Box<dyn SharedBackend>) -> SharedStore {
+        SharedStore {
+            backend,
+            pending: PendingBumps::default(),
+        }
+    }
+
+    /// Delivers the pending bumps. `false` while that still fails: the backend's versions
+    /// then lag behind a completed write, and the caller must neither read from nor store
+    /// into it.
+    async fn deliver_pending(&self, core: &Core) -> bool {
+        let Some(tables) = self.pending.waiting() else {
+            return true;
+        };
+        let names: Vec<&str> = tables.iter().map(|t| &**t).collect();
+        match self.backend.bump(&core.settings.namespace, &names).await {
+            Ok(()) => {
+                self.pending.delivered(&tables);
+                true
+            }
+            Err(e) => {
+                core.backend_error("bump", &e);
+                tracing::warn!(target: "cache_runtime", tables = ?names,
+                    "invalidation not delivered to the shared backend: this cache bypasses it \
+                     until the invalidation is delivered; other caches may serve older \
+                     entries of these tables until then");
+                false
+            }
+        }
+    }
+
+    /// Whether every tag matches the backend's current version of its table. `versions`
+    /// came with the entry for `tables`; a tag on another table costs a second round trip.
+    async fn tags_current(
+        &self,
+        core: &Core,
+        tags: &[(String, u64)],
+        tables: &[&str],
+        versions: &[u64],
+    ) -> Result<bool, BackendError> {
+        let mut others = Vec::new();
+        for (table, version) in tags {
+            match tables.iter().position(|t| t == table) {
+                // A backend that returned too few versions makes the entry stale.
+                Some(i) if versions.get(i) != Some(version) => return Ok(false),
+                Some(_) => {}
+                None => others.push((table.as_str(), *version)),
+            }
+        }
+        if others.is_empty() {
+            return Ok(true);
+        }
+        let names: Vec<&str> = others.iter().map(|(t, _)| *t).collect();
+        let current = self
+            .backend
+            .versions(&core.settings.namespace, &names)
+            .await?;
+        Ok(current.len() == others.len() && others.iter().zip(&current).all(|((_, v), c)| v == c))
+    }
+}
+
+impl Store for SharedStore {
+    fn hit<V: CacheValue>(&self, _: &Core, _: &Key) -> Option<V> {
+        None
+    }
+
+    async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
+        if !self.deliver_pending(core).await {
+            return None;
+        }
+        let name = core.remote_key(key);
+        let (bytes, versions) = match self
+            .backend
+            .get_checked(&core.settings.namespace, &name, tables)
+            .await
+        {
+            Ok((Some(bytes), versions)) => (bytes, versions),
+            Ok((None, _)) => return None,
+            Err(e) => {
+                core.backend_error("get", &e);
+                return None;
+            }
+        };
+        let fault = match decode::<V>(core, key, &bytes) {
+            Ok(env) => match self.tags_current(core, &env.tags, tables, &versions).await {
+                Ok(true) => {
+                    core.counters.bump(Counter::Hits);
+                    return Some(env.value);
+                }
+                Ok(false) => Fault::Counted(Counter::Stale),
+                Err(e) => {
+                    core.backend_error("versions", &e);
+                    return None;
+                }
+            },
+            Err(fault) => fault,
+        };
+        fault.count(&core.counters);
+        if let Err(e) = self.backend.delete(&[name]).await {
+            core.backend_error("delete", &e);
+        }
+        None
+    }
+
+    async fn capture(&self, core: &Core, tables: &[&str]) -> Captured {
+        if !self.deliver_pending(core).await {
+            return Captured::unknown();
+        }
+        match self
+            .backend
+            .versions(&core.settings.namespace, tables)
+            .await
+        {
+            Ok(versions) if versions.len() == tables.len() => Captured::known(versions),
+            Ok(versions) => {
+                core.backend_error(
+                    "versions",
+                    &BackendError::new(format!(
+                        "asked for {} table versions, got {}",
+                        tables.len(),
+                        versions.len()
+                    )),
+                );
+                Captured::unknown()
+            }
+            Err(e) => {
+                core.backend_error("versions", &e);
+                Captured::unknown()
+            }
+        }
+    }
+
+    /// One call that stores only if the captured versions are still current.
+    async fn store<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: Key,
+        names: &[&str],
+        captured: &Captured,
+        ttl: Ttl,
+        value: &V,
+    ) {
+        if captured.unknown {
+            return;
+        }
+        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
+            return;
+        };
+        if !self.deliver_pending(core).await {
+            return;
+        }
+        let stored = self
+            .backend
+            .set_tracked(
+                &core.settings.namespace,
+                &core.remote_key(&key),
+                entry.bytes,
+                entry.storage_ttl,
+                &entry.tags,
+                core.settings.max_keys_per_table,
+            )
+            .await;
+        match stored {
+            Ok(StoreOutcome::Stored { evicted }) if evicted > 0 => {
+                core.counters.add(Counter::TableEvictions, evicted as u64);
+            }
+            // Stale: a write completed during the load; the entry would be stale on arrival.
+            Ok(_) => {}
+            Err(e) => core.backend_error("set", &e),
+        }
+    }
+
+    /// Other processes may have read these tables: the shared versions are bumped whether
+    /// or not this cache has seen them. Until the bump lands, this cache bypasses the
+    /// backend.
+    fn invalidate_local(&self, core: &Core, tables: &[&str], _: bool) -> Remote {
+        if tables.is_empty() {
+            return Remote::default();
+        }
+        core.counters
+            .add(Counter::Invalidations, tables.len() as u64);
+        self.pending.add(tables);
+        Remote {
+            delete: Vec::new(),
+            bump: true,
+        }
+    }
+
+    async fn invalidate_remote(&self, core: &Core, _: &[&str], _: Remote) {
+        self.deliver_pending(core).await;
+    }
+
+    async fn clear(&self, core: &Core) {
+        if let Err(e) = self.backend.clear_prefix(&core.prefix).await {
+            core.backend_error("clear", &e);
+        }
+    }
+
+    fn entry_count(&self) -> Option<usize> {
+        None
+    }
+
+    fn memory_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// The backend tracks keys itself (see [`SharedBackend::tracked`]).
+    fn tracked_keys(&self, _: &str) -> usize {
+        0
+    }
+
+    fn table_count(&self) -> usize {
+        0
+    }
+
+    fn tables_forgotten(&self) -> u64 {
+        0
+    }
+
+    fn mode(&self) -> &'static str {
+        "shared backend"
+    }
+}
