@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::backend::{Backend, RedisBackend, RedisOptions, SharedBackend, conformance};
 use cache_runtime::{Cache, KeyScope, Settings, Ttl, cached, invalidates};
-use cache_suite::{database_url, in_ci, unique_suffix};
+use cache_suite::{TempDb, database_url, in_ci, unique_suffix};
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 const REDIS_URL: &str = "REDIS_URL";
 
@@ -49,37 +48,9 @@ async fn clean_up(url: &str, namespace: &str) {
     }
 }
 
-/// A SQLite database file, deleted with its WAL files when dropped.
-struct DbFile(PathBuf);
-
-impl DbFile {
-    fn new() -> DbFile {
-        DbFile(std::env::temp_dir().join(format!("cache_suite_redis_{}.db", unique_suffix())))
-    }
-}
-
-impl Drop for DbFile {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 /// A pool on the database file: every app instance opens its own.
 async fn open(path: &Path) -> SqlitePool {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(15));
-    SqlitePoolOptions::new()
-        .max_connections(2)
-        .connect_with(options)
-        .await
-        .unwrap_or_else(|e| panic!("cannot open SQLite database {}: {e}", path.display()))
+    cache_suite::open_sqlite(path, 2).await
 }
 
 async fn create_schema(pool: &SqlitePool) {
@@ -141,8 +112,8 @@ async fn a_write_through_one_instance_invalidates_reads_on_another() {
         return;
     };
     let ns = namespace("instances");
-    let db = DbFile::new();
-    let (pool_a, pool_b) = (open(&db.0).await, open(&db.0).await);
+    let db = TempDb::new();
+    let (pool_a, pool_b) = (open(db.path()).await, open(db.path()).await);
     create_schema(&pool_a).await;
     let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
     let b = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
@@ -184,8 +155,8 @@ async fn an_entry_tagged_before_a_write_is_a_miss_whenever_it_arrives() {
         return;
     };
     let ns = namespace("late-entry");
-    let db = DbFile::new();
-    let pool = open(&db.0).await;
+    let db = TempDb::new();
+    let pool = open(db.path()).await;
     create_schema(&pool).await;
     let raw = connect(&url).await;
     let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
@@ -209,8 +180,8 @@ async fn garbage_under_an_entry_key_is_a_miss_and_is_replaced() {
         return;
     };
     let ns = namespace("garbage");
-    let db = DbFile::new();
-    let pool = open(&db.0).await;
+    let db = TempDb::new();
+    let pool = open(db.path()).await;
     create_schema(&pool).await;
     let raw = connect(&url).await;
     let cache = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
@@ -385,11 +356,11 @@ fn two_processes_share_entries_and_invalidations() {
         .build()
         .expect("a Tokio runtime");
     let ns = namespace("processes");
-    let db = DbFile::new();
-    rt.block_on(async { create_schema(&open(&db.0).await).await });
+    let db = TempDb::new();
+    rt.block_on(async { create_schema(&open(db.path()).await).await });
 
-    let mut a = Instance::spawn(&url, &db.0, &ns);
-    let mut b = Instance::spawn(&url, &db.0, &ns);
+    let mut a = Instance::spawn(&url, db.path(), &ns);
+    let mut b = Instance::spawn(&url, db.path(), &ns);
     assert_eq!(b.ask("read"), "ada hits=0 loads=1");
     assert_eq!(b.ask("read"), "ada hits=1 loads=1", "B caches its read");
     assert_eq!(
@@ -556,8 +527,8 @@ async fn outage_every_call_succeeds_and_hits_resume_after_a_restart() {
         return;
     };
     let ns = namespace("outage");
-    let db = DbFile::new();
-    let pool = open(&db.0).await;
+    let db = TempDb::new();
+    let pool = open(db.path()).await;
     create_schema(&pool).await;
     let backend = RedisBackend::connect(&server.url(), RedisOptions::default())
         .await
@@ -626,8 +597,8 @@ async fn a_hung_redis_costs_each_call_at_most_about_the_timeout() {
         return;
     };
     let ns = namespace("hung");
-    let db = DbFile::new();
-    let pool = open(&db.0).await;
+    let db = TempDb::new();
+    let pool = open(db.path()).await;
     create_schema(&pool).await;
     let options = RedisOptions::default().timeout(Duration::from_millis(250));
     let backend = RedisBackend::connect(&server.url(), options)
@@ -673,8 +644,8 @@ async fn an_invalidation_made_while_redis_is_down_reaches_other_instances_when_i
         return;
     };
     let ns = namespace("missed-bump");
-    let db = DbFile::new();
-    let (pool_a, pool_b) = (open(&db.0).await, open(&db.0).await);
+    let db = TempDb::new();
+    let (pool_a, pool_b) = (open(db.path()).await, open(db.path()).await);
     create_schema(&pool_a).await;
     let url = server.url();
     let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
@@ -739,8 +710,8 @@ async fn foreign_values_under_version_and_tracking_keys_are_replaced() {
         return;
     };
     let ns = namespace("foreign");
-    let db = DbFile::new();
-    let pool = open(&db.0).await;
+    let db = TempDb::new();
+    let pool = open(db.path()).await;
     create_schema(&pool).await;
     let raw = connect(&url).await;
     let cache = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();

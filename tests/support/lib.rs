@@ -7,7 +7,7 @@
 //! unreachable always fails it.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,24 +68,51 @@ pub async fn connect<DB: Database>(var: &str, max_connections: u32) -> Option<Po
 ///
 /// When the file cannot be created.
 pub async fn sqlite(max_connections: u32) -> (Pool<Sqlite>, TempDb) {
-    let path = std::env::temp_dir().join(format!("cache_suite_{}.db", unique_suffix()));
-    let guard = TempDb(path.clone());
+    let db = TempDb::new();
+    let pool = open_sqlite(db.path(), max_connections).await;
+    (pool, db)
+}
+
+/// A pool on the SQLite database at `path` (created if missing, WAL): several pools, in
+/// this process or others, may open one file, as app instances share one database.
+///
+/// # Panics
+///
+/// When the file cannot be opened.
+pub async fn open_sqlite(path: &Path, max_connections: u32) -> Pool<Sqlite> {
     let options = SqliteConnectOptions::new()
-        .filename(&path)
+        .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(15));
-    let pool = SqlitePoolOptions::new()
+    SqlitePoolOptions::new()
         .max_connections(max_connections)
         .connect_with(options)
         .await
-        .unwrap_or_else(|e| panic!("cannot create SQLite database {}: {e}", path.display()));
-    (pool, guard)
+        .unwrap_or_else(|e| panic!("cannot open SQLite database {}: {e}", path.display()))
 }
 
-/// Deletes a SQLite database file (and its WAL files) when dropped.
+/// A SQLite database file no other run uses, deleted (with its WAL files) when dropped.
 #[derive(Debug)]
 pub struct TempDb(PathBuf);
+
+impl TempDb {
+    /// A fresh path in the temporary directory (the file is created when first opened).
+    pub fn new() -> TempDb {
+        TempDb(std::env::temp_dir().join(format!("cache_suite_{}.db", unique_suffix())))
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDb {
+    fn default() -> TempDb {
+        TempDb::new()
+    }
+}
 
 impl Drop for TempDb {
     fn drop(&mut self) {

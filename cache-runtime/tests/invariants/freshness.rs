@@ -320,3 +320,35 @@ async fn a_table_met_again_never_reuses_a_version() {
         read_as("reused_b", 2).await; // forgets `reused_a`
     }
 }
+
+/// Mechanism: each cache's version clock starts at a random epoch. Over a plain backend,
+/// versions live in each process, so two caches (two processes, or two runs of one) must
+/// never serve each other's entries: another process's writes never reach this one's
+/// versions. With a constant epoch, both caches tag their first read alike, and `b` would
+/// be served what `a` stored.
+#[tokio::test]
+async fn two_caches_over_one_plain_backend_never_serve_each_others_entries() {
+    let store = MemoryBackend::new(100);
+    let a = Cache::with_backend(Settings::default(), store.clone()).unwrap();
+    let b = Cache::with_backend(Settings::default(), store.clone()).unwrap();
+    let read = |cache: &Cache, id: i64, value: &'static str| {
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load(
+                    key(&cache, id),
+                    &["users_two_caches_over_one_plain_backend"],
+                    Ttl::Forever,
+                    || async move { Ok::<_, Infallible>(value.to_owned()) },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(read(&a, 1, "a's row").await, "a's row");
+    assert_eq!(store.len(), 1, "a stored its read");
+    // `b` knows the table too (another read of it), so only the versions can tell.
+    read(&b, 2, "b's other row").await;
+    assert_eq!(read(&b, 1, "b's row").await, "b's row", "b never serves a's entry");
+    assert_eq!(b.stats().hits, 0);
+}
