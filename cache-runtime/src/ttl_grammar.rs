@@ -114,6 +114,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
             .find(|(_, c)| !c.is_alphabetic())
             .map_or(rest.len(), |(i, _)| i);
         let per_unit: u128 = match &rest[..unit_len] {
+            "w" | "week" | "weeks" => 604_800_000_000_000,
             "d" | "day" | "days" => 86_400_000_000_000,
             "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000_000_000,
             "m" | "min" | "mins" | "minute" | "minutes" => 60_000_000_000,
@@ -126,9 +127,14 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, Invalid> {
                     "{value} has no unit (a bare number is milliseconds only on its own)"
                 )));
             }
+            "mo" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years" => {
+                return Err(Invalid::Malformed(
+                    "months and years are not fixed durations".into(),
+                ));
+            }
             unit => {
                 return Err(Invalid::Malformed(format!(
-                    "unknown unit {unit:?} (months and years are not fixed durations)"
+                    "unknown unit {unit:?} (units: ms, s, m, h, d, w)"
                 )));
             }
         };

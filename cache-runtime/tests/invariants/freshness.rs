@@ -349,6 +349,10 @@ async fn two_caches_over_one_plain_backend_never_serve_each_others_entries() {
     assert_eq!(store.len(), 1, "a stored its read");
     // `b` knows the table too (another read of it), so only the versions can tell.
     read(&b, 2, "b's other row").await;
-    assert_eq!(read(&b, 1, "b's row").await, "b's row", "b never serves a's entry");
+    assert_eq!(
+        read(&b, 1, "b's row").await,
+        "b's row",
+        "b never serves a's entry"
+    );
     assert_eq!(b.stats().hits, 0);
 }

@@ -4,7 +4,7 @@ use cache_runtime::{Cache, Settings, cached};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-#[cached(table = "t")]
+#[cached(table = "generics_t")]
 async fn parse_as<T>(cache: &Cache, text: &str) -> Option<T>
 where
     T: std::str::FromStr + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
@@ -12,24 +12,24 @@ where
     text.parse().ok()
 }
 
-#[cached(table = "t")]
+#[cached(table = "generics_t")]
 async fn borrowed<'a, 'b: 'a>(cache: &'a Cache, a: &'a str, b: &'b [u8]) -> usize {
     a.len() + b.len()
 }
 
-#[cached(table = "t")]
+#[cached(table = "generics_t")]
 async fn opaque(cache: &Cache, name: impl Serialize + AsRef<str>) -> String {
     name.as_ref().to_uppercase()
 }
 
-#[cached(table = "t")]
+#[cached(table = "generics_t")]
 async fn raw(cache: &Cache, r#type: u8, mut count: u32) -> u32 {
     count += u32::from(r#type);
     count
 }
 
-#[tokio::main]
-async fn main() {
+#[tokio::test]
+async fn compiles_and_runs() {
     let cache = Cache::new(Settings::default()).unwrap();
     assert_eq!(parse_as::<u8>(&cache, "7").await, Some(7));
     // Same argument, another type parameter: another key, not the cached `u8`.

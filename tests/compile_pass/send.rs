@@ -2,22 +2,22 @@
 // multi-threaded runtime.
 use cache_runtime::{Cache, CacheEntity, Settings, cached, invalidates};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
+use sqlx::PgPool;
 
 #[derive(Clone, Serialize, Deserialize, CacheEntity)]
-#[cache(table = "users")]
+#[cache(table = "send_users")]
 struct User {
     id: i64,
 }
 
 #[cached(ttl = "60s")]
-async fn find(_pool: SqlitePool, cache: Cache, id: i64) -> sqlx::Result<Option<User>> {
+async fn find(_pool: PgPool, cache: Cache, id: i64) -> sqlx::Result<Option<User>> {
     let _ = cache;
     tokio::task::yield_now().await;
     Ok(Some(User { id }))
 }
 
-#[cached(table = "users", skip(cache))]
+#[cached(table = "send_users", skip(cache))]
 async fn count(cache: Cache, name: String) -> Result<usize, std::io::Error> {
     let _ = cache;
     tokio::task::yield_now().await;
@@ -34,10 +34,12 @@ fn assert_send<T: Send>(t: T) -> T {
     t
 }
 
-#[tokio::main]
-async fn main() {
+#[tokio::test]
+async fn compiles_and_runs() {
     let cache = Cache::new(Settings::default()).unwrap();
-    let pool = sqlx::sqlite::SqlitePoolOptions::new().connect_lazy("sqlite::memory:").unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://127.0.0.1/never-connected")
+        .unwrap();
     let a = tokio::spawn(assert_send(find(pool, cache.clone(), 1)));
     let b = tokio::spawn(count(cache, "ab".into()));
     let c = tokio::spawn(write(1));

@@ -10,7 +10,7 @@ pub type MyResult<T> = Result<T, MyError>;
 pub type Fixed = Result<Option<Row>, MyError>;
 
 #[derive(Clone, Serialize, Deserialize, CacheEntity)]
-#[cache(table = "rows")]
+#[cache(table = "result_aliases_rows")]
 pub struct Row {
     id: i64,
 }
@@ -30,7 +30,7 @@ async fn sqlx_alias(id: i64) -> sqlx::Result<Row> {
     Ok(Row { id })
 }
 
-#[cached(table = "rows")]
+#[cached(table = "result_aliases_rows")]
 async fn with_question_mark(text: String) -> MyResult<i64> {
     let n: i64 = text.parse().map_err(|_| MyError)?;
     if n == 0 {
@@ -44,8 +44,8 @@ async fn write(fail: bool) -> MyResult<()> {
     if fail { Err(MyError) } else { Ok(()) }
 }
 
-#[tokio::main]
-async fn main() {
+#[tokio::test]
+async fn compiles_and_runs() {
     assert_eq!(user_alias(1).await.unwrap().len(), 1);
     assert!(fixed_alias(-1).await.is_err());
     assert!(sqlx_alias(1).await.is_ok());

@@ -19,7 +19,7 @@ mod shadowed {
     mod cache_runtime_shadow {}
 
     #[derive(Clone, serde::Serialize, serde::Deserialize, CacheEntity)]
-    #[cache(table = "users", ttl = "2030-01-01T00:00:00Z")]
+    #[cache(table = "hygiene_users", ttl = "2030-01-01T00:00:00Z")]
     struct User {
         id: i64,
     }
@@ -34,8 +34,15 @@ mod shadowed {
         ::std::vec::Vec::new()
     }
 
-    #[cached(table = "t", ttl = 1500)]
-    async fn locals(__cache: i64, __key: i64, __args: i64, __ttl: i64, __tables: i64, __output: i64) -> i64 {
+    #[cached(table = "hygiene_t", ttl = 1500)]
+    async fn locals(
+        __cache: i64,
+        __key: i64,
+        __args: i64,
+        __ttl: i64,
+        __tables: i64,
+        __output: i64,
+    ) -> i64 {
         __cache + __key + __args + __ttl + __tables + __output
     }
 
@@ -61,17 +68,17 @@ mod primitive_shadowed {
     struct str;
 
     #[derive(CacheEntity)]
-    #[cache(table = "rows", ttl = 5)]
+    #[cache(table = "hygiene_rows", ttl = 5)]
     struct Row {
         id: u8,
     }
 
-    #[cached(tables = ["rows", "others"])]
+    #[cached(tables = ["hygiene_rows", "hygiene_others"])]
     async fn total(cache: &Cache, id: u8) -> u8 {
         id
     }
 
-    #[invalidates(Row, table = "others")]
+    #[invalidates(Row, table = "hygiene_others")]
     async fn write(cache: &Cache) {}
 
     pub async fn run() {
@@ -82,8 +89,8 @@ mod primitive_shadowed {
     }
 }
 
-#[tokio::main]
-async fn main() {
+#[tokio::test]
+async fn compiles_and_runs() {
     shadowed::run().await;
     primitive_shadowed::run().await;
 }
