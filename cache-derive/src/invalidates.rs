@@ -121,16 +121,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_original(cx, item);
         }
     };
-    let body = body::of(&parsed);
-    if body.is_none() {
-        cx.error_spanned_by(
-            parsed.sig.fn_token,
-            "#[invalidates] requires an `async fn`: invalidation runs after the write, asynchronously",
-        );
-    }
-    match (cx.check(), args, body) {
-        (Ok(()), Some(args), Some(body)) => generate(&args, &parsed, &body),
-        (result, _, _) => {
+    let checked = args.and_then(|args| check(&mut cx, args, &parsed));
+    match (cx.check(), checked) {
+        (Ok(()), Some(write)) => generate(&write),
+        (result, _) => {
             let mut cx = Ctxt::default();
             if let Err(e) = result {
                 cx.push(e);
@@ -138,6 +132,39 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             with_original(cx, item)
         }
     }
+}
+
+/// A checked `#[invalidates]` function.
+struct Write<'a> {
+    args: Args,
+    item: &'a ItemFn,
+    body: Body<'a>,
+    /// Parameters bound to a name: each is asked, by its type, whether it is a
+    /// transaction that takes the tables.
+    params: Vec<(&'a Ident, &'a syn::PatType)>,
+}
+
+fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
+    let Some(body) = body::of(item) else {
+        cx.error_spanned_by(
+            item.sig.fn_token,
+            "#[invalidates] requires an `async fn`: invalidation runs after the write, asynchronously",
+        );
+        return None;
+    };
+    let params = args::classify(&item.sig)
+        .into_iter()
+        .filter_map(|role| match role {
+            Role::Named(ident, pt) => Some((ident, pt)),
+            _ => None,
+        })
+        .collect();
+    Some(Write {
+        args,
+        item,
+        body,
+        params,
+    })
 }
 
 // Input:
@@ -159,7 +186,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 //         __guard.finish().await;      // dropped unfinished (panic, cancel): invalidates then
 //         __output
 //     }
-fn generate(args: &Args, item: &ItemFn, body: &Body) -> TokenStream {
+fn generate(write: &Write) -> TokenStream {
+    let Write {
+        args,
+        item,
+        body,
+        params,
+    } = write;
     let private = Private;
     let cache_var = local("__cache");
     let owned_var = local("__cache_owned");
@@ -200,17 +233,12 @@ fn generate(args: &Args, item: &ItemFn, body: &Body) -> TokenStream {
         },
     });
 
-    let defers = args::classify(sig)
-        .into_iter()
-        .filter_map(|role| match role {
-            Role::Named(ident, pt) => {
-                let (first, _) = attr::span_range(pt);
-                Some(quote_spanned! {first=>
-                    | #private::deferred((&&&#private::TxWrite(&#ident)).defer(#tables_var))
-                })
-            }
-            _ => None,
-        });
+    let defers = params.iter().map(|(ident, pt)| {
+        let (first, _) = attr::span_range(*pt);
+        quote_spanned! {first=>
+            | #private::deferred((&&&#private::TxWrite(&#ident)).defer(#tables_var))
+        }
+    });
 
     body.emit(
         item,
