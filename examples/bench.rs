@@ -1274,6 +1274,14 @@ fn main() {
         );
     }
     let _ = writeln!(doc, "\n![chart](chart.svg)");
+    // The report's history (earlier runs, before/after tables) is written by hand below a
+    // marker and kept from one run to the next.
+    const HISTORY: &str = "\n## History\n";
+    if let Ok(previous) = std::fs::read_to_string(dir.join("REPORT.md"))
+        && let Some(at) = previous.find(HISTORY)
+    {
+        doc.push_str(&previous[at..]);
+    }
     std::fs::write(dir.join("REPORT.md"), doc).expect("write REPORT.md");
     if let Err(e) = report.chart(&dir.join("chart.svg")) {
         eprintln!("chart not written: {e}");

@@ -77,7 +77,7 @@ async fn feed(pool: &SqlitePool, limit: i64) -> sqlx::Result<Vec<(String, String
     .await
 }
 
-/// Invalidates `users` once the update has succeeded.
+/// Invalidates `users` when it returns (after an `Err` too).
 #[invalidates(User)]
 async fn rename(pool: &SqlitePool, id: i64, name: &str) -> sqlx::Result<u64> {
     let done = sqlx::query("UPDATE users SET name = ? WHERE id = ?")
@@ -88,7 +88,7 @@ async fn rename(pool: &SqlitePool, id: i64, name: &str) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
-/// Invalidates `posts` once the insert has succeeded.
+/// Invalidates `posts` when it returns.
 #[invalidates(Post)]
 async fn publish(pool: &SqlitePool, author_id: i64, title: &str) -> sqlx::Result<i64> {
     let done = sqlx::query("INSERT INTO posts (author_id, title) VALUES (?, ?)")
@@ -206,8 +206,8 @@ async fn main() {
     };
     // The macros use the process-wide cache unless a function takes a `&Cache` or names
     // one with `cache = ...`: install ours before the first cached call.
-    if cache_runtime::install(cache.clone()).is_err() {
-        eprintln!("quickstart: a process-wide cache was already installed");
+    if let Err(e) = cache_runtime::install(cache.clone()) {
+        eprintln!("quickstart: {e}");
         std::process::exit(1);
     }
     let pool = match database().await {

@@ -26,7 +26,7 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// The URL in `var`, or `None` when the test should skip (after printing why).
+/// The URL in `var`, or `None` when the test should skip (after saying so).
 ///
 /// # Panics
 ///
@@ -36,10 +36,45 @@ pub fn database_url(var: &str) -> Option<String> {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ if in_ci() => panic!("{var} not set, and CI=true: server tests must run in CI"),
         _ => {
-            println!("skipped: {var} not set");
+            announce_skip(var);
             None
         }
     }
+}
+
+/// Says once per test binary which server's cases it skips, on the process's real standard
+/// error (the test harness captures `println!`, not that), so the summary shows in the
+/// output of `cargo test`.
+fn announce_skip(var: &str) {
+    use std::io::Write;
+    use std::sync::Mutex;
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if said.iter().any(|v| v == var) {
+        return;
+    }
+    said.push(var.to_owned());
+    let server = match var {
+        PG => "PostgreSQL",
+        MYSQL => "MariaDB/MySQL",
+        _ if var.contains("REDIS") => "Redis",
+        _ => "server",
+    };
+    let binary = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let name = binary.split('-').next().unwrap_or(&binary).to_owned();
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped ({var} not set): the {server} cases of {name}"
+    );
 }
 
 /// A pool of up to `max_connections` on the server named by `var`, or `None` when the test

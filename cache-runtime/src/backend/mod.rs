@@ -17,7 +17,7 @@
 //!   [`SharedBackend`], which keeps table versions and per-table key tracking itself, so a
 //!   write in one process invalidates reads in all of them.
 //!
-//! Implement both with `async fn`, under [`async_trait`]:
+//! Implement both with `async fn`, under [`#[async_trait]`](macro@async_trait):
 //!
 //! ```
 //! use std::time::Duration;

@@ -30,7 +30,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -52,12 +52,24 @@ pub(crate) struct Slot {
     /// Nanoseconds after [`epoch`] plus one at which the entry expires; 0 for never.
     deadline: u64,
     tags: Tags,
-    /// This entry's position in its shard's ring.
-    pos: u32,
     /// Its weight in bytes, counted in the store's bytes while it is in the map.
     weight: u32,
-    /// Set by reads, cleared by the CLOCK hand: read since the hand last passed.
-    referenced: AtomicBool,
+    /// This entry's position in its shard's ring (low 31 bits; fixed while the entry is in
+    /// the map) and, in the top bit, whether it was read since the CLOCK hand last passed
+    /// (set by reads, cleared by the hand). One word, so a slot stays small; the position
+    /// never changes while readers see the slot, so the bit is set with a plain store.
+    state: AtomicU32,
+}
+
+/// The top bit of [`Slot::state`].
+const REFERENCED: u32 = 1 << 31;
+
+impl Slot {
+    /// The entry's position in its shard's ring.
+    #[inline]
+    fn pos(&self) -> u32 {
+        self.state.load(Ordering::Relaxed) & !REFERENCED
+    }
 }
 
 /// In place of the value of a [`HEAVY`] entry: where it is in the out-of-line table.
@@ -122,9 +134,8 @@ impl Slot {
             value,
             deadline: deadline.map_or(0, |d| nanos_since_epoch(d) + 1),
             tags,
-            pos: 0,
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
-            referenced: AtomicBool::new(false),
+            state: AtomicU32::new(0),
         }
     }
 
@@ -232,7 +243,8 @@ impl ClockMap {
                 .map(|_| Shard(Mutex::new(Clock::default())))
                 .collect(),
             mask: count - 1,
-            per_shard: (capacity / count).min(u32::MAX as usize),
+            // Positions share a word with the reference bit: 31 bits.
+            per_shard: (capacity / count).min((u32::MAX / 2) as usize),
             max_bytes: max_bytes.max(1),
             bytes: AtomicUsize::new(0),
             heavy: Mutex::new(HashMap::new()),
@@ -272,8 +284,9 @@ impl ClockMap {
             return Lookup::Fault(counter);
         }
         // Load first: a hit on an entry already marked writes nothing.
-        if !slot.referenced.load(Ordering::Relaxed) {
-            slot.referenced.store(true, Ordering::Relaxed);
+        let state = slot.state.load(Ordering::Relaxed);
+        if state & REFERENCED == 0 {
+            slot.state.store(state | REFERENCED, Ordering::Relaxed);
         }
         if let Some(value) = slot.value.downcast_ref::<V>() {
             return Lookup::Hit(value.clone());
@@ -322,7 +335,7 @@ impl ClockMap {
         let mut evicted = 0;
         let replaced = match self.map.get_key_value(&ByHash(hash), &guard) {
             // The key's own entry: the new one takes its position.
-            Some((old, current)) if *old == key => Some(current.pos),
+            Some((old, current)) if *old == key => Some(current.pos()),
             Some(_) => return Inserted::Collision,
             None => None,
         };
@@ -356,7 +369,7 @@ impl ClockMap {
         if self.over_budget(weight) {
             return Inserted::NoRoom { evicted };
         }
-        slot.pos = match replaced {
+        let pos = match replaced {
             Some(pos) => pos,
             None => {
                 let (pos, victim) = self.claim(&mut clock, &guard);
@@ -365,6 +378,8 @@ impl ClockMap {
                 pos as u32
             }
         };
+        // Positions stay below `per_shard`, itself at most `u32::MAX / 2` (see `new`).
+        slot.state = AtomicU32::new(pos & !REFERENCED);
         if slot.weight >= HEAVY {
             let id = self.next_heavy.fetch_add(1, Ordering::Relaxed);
             let value = std::mem::replace(&mut slot.value, Box::new(OutOfLine(id)));
@@ -422,9 +437,9 @@ impl ClockMap {
             };
             let spare = turn < 2 * len
                 && slot.fault(|| now).is_none()
-                && slot.referenced.load(Ordering::Relaxed);
+                && slot.state.load(Ordering::Relaxed) & REFERENCED != 0;
             if spare {
-                slot.referenced.store(false, Ordering::Relaxed);
+                slot.state.store(slot.pos(), Ordering::Relaxed);
                 continue;
             }
             if let Some(removed) = self.map.remove(&ByHash(hash), guard) {
@@ -444,7 +459,7 @@ impl ClockMap {
                 .remove_if(key, |_, current| std::ptr::eq(current, slot), guard)
         {
             self.removed(removed);
-            free(&mut clock, removed.pos);
+            free(&mut clock, removed.pos());
         }
     }
 
@@ -460,7 +475,7 @@ impl ClockMap {
         {
             Ok(Some((_, removed))) => {
                 self.removed(removed);
-                free(&mut clock, removed.pos);
+                free(&mut clock, removed.pos());
                 true
             }
             _ => false,
@@ -474,7 +489,7 @@ impl ClockMap {
         let guard = self.map.guard();
         if let Some(removed) = self.map.remove(key, &guard) {
             self.removed(removed);
-            free(&mut clock, removed.pos);
+            free(&mut clock, removed.pos());
         }
     }
 

@@ -151,12 +151,12 @@ impl Store for MemoryStore {
     /// the writer pays O(1) per table: the tracked keys are handed to the sweep, which
     /// later stores drain a few at a time.
     fn invalidate_local(&self, core: &Core, names: &[&str], named: bool) -> Remote {
-        let mut sweep = self.sweep.lock().unwrap_or_else(PoisonError::into_inner);
         for name in names {
             let table = if named {
                 Some(self.tables.get(name))
             } else {
-                // A table this cache never saw has nothing to make stale.
+                // A table this cache never saw has nothing to make stale (and another
+                // cache's write costs this one a lookup, no lock).
                 self.tables.existing(name)
             };
             let Some(table) = table else { continue };
@@ -164,7 +164,10 @@ impl Store for MemoryStore {
             core.counters.bump(Counter::Invalidations);
             let tracked = table.take();
             if !tracked.is_empty() {
-                sweep.push(tracked);
+                self.sweep
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(tracked);
             }
         }
         Remote::default()
