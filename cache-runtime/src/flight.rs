@@ -44,8 +44,9 @@ pub(crate) struct Flight {
 }
 
 impl Flight {
-    /// Waits for the leader's outcome, until `deadline`: then `State::Running`.
-    pub(crate) async fn wait(&self, deadline: Instant) -> State {
+    /// Waits for the leader's outcome, until `deadline` (`None`: no deadline, the wait is
+    /// longer than this clock can count): then `State::Running`.
+    pub(crate) async fn wait(&self, deadline: Option<Instant>) -> State {
         let mut rx = self.state.subscribe();
         let mut outcome = std::pin::pin!(rx.wait_for(|s| !matches!(s, State::Running)));
         let mut timer = Timer::default();
@@ -54,18 +55,22 @@ impl Flight {
             // The sender lives as long as this flight, so this is unreachable; treat it
             // as an abandoned load rather than trusting that.
             Poll::Ready(Err(_)) => Poll::Ready(State::Abandoned),
-            Poll::Pending if Instant::now() >= deadline => Poll::Ready(State::Running),
-            Poll::Pending => {
-                timer.arm(deadline, cx.waker());
-                Poll::Pending
-            }
+            Poll::Pending => match deadline {
+                Some(deadline) if Instant::now() >= deadline => Poll::Ready(State::Running),
+                Some(deadline) => {
+                    timer.arm(deadline, cx.waker());
+                    Poll::Pending
+                }
+                None => Poll::Pending,
+            },
         })
         .await
     }
 
     /// When a waiter that joins now stops waiting.
-    pub(crate) fn deadline(&self, max_wait: Duration) -> Instant {
-        self.started + max_wait
+    /// `None` when that is further than `Instant` reaches (`Duration::MAX` waits forever).
+    pub(crate) fn deadline(&self, max_wait: Duration) -> Option<Instant> {
+        self.started.checked_add(max_wait)
     }
 }
 

@@ -52,15 +52,15 @@ pub struct Settings {
     pub backend_timeout: Duration,
     /// Longest a caller waits for another caller's load of the same key (single-flight);
     /// past it, it runs its own query, and no new caller joins that load. A loader that
-    /// never returns then delays the others by this much, never for ever. Must not be zero.
-    /// Default `"10s"`.
+    /// never returns then delays the others by this much, never for ever. Must not be zero;
+    /// `Duration::MAX` waits for the leader however long it takes. Default `"10s"`.
     #[serde(with = "duration")]
     pub max_load_wait: Duration,
     /// Capacity of the in-memory store in bytes, counting each value's encoded size plus a
-    /// fixed cost per entry, and counting removed values until their memory is actually
-    /// released (the concurrent map frees them in batches). Past it, entries are evicted;
-    /// a value larger than a quarter of it is not stored. Must be at least 1. Default
-    /// 256 MiB.
+    /// fixed cost per entry. Past it, entries are evicted; a value larger than a quarter of
+    /// it is not stored. An evicted value a caller still holds (a clone handed out just
+    /// before) is freed when that caller drops it, and is no longer counted. Must be at
+    /// least 1. Default 256 MiB.
     pub max_bytes: usize,
     /// How many table names a cache keeps versions for; past it, the least recently used
     /// table is forgotten, and every entry read from it becomes stale. Bounds memory when

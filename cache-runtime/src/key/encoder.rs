@@ -170,13 +170,28 @@ fn varint_tagged<S: Sink>(out: &mut S, tag: u8, v: u128) {
 }
 
 /// Whether the collection type `I` that serde hands to `collect_seq` is a set, whose
-/// iteration order says nothing about its value. Told by its type's name (`HashSet`,
-/// `BTreeSet`, `IndexSet`, ...): serde's data model has no set type of its own.
+/// iteration order says nothing about its value. Told by the name of the outermost type
+/// (`&HashSet<_>`, `&BTreeSet<_>`, ...; never a slice, tuple or `Vec` *of* sets): serde's
+/// data model has no set type of its own. Only set types whose equality ignores order are
+/// listed, so a user type that merely ends in `Set` keeps its order.
 fn is_set<I: ?Sized>() -> bool {
+    const SETS: [&str; 7] = [
+        "HashSet",
+        "BTreeSet",
+        "IndexSet",
+        "DashSet",
+        "OrdSet",
+        "HashTrieSet",
+        "RedBlackTreeSet",
+    ];
     let name = std::any::type_name::<I>();
+    let name = name.trim_start_matches('&').trim_start_matches("mut ");
     let base = name.split('<').next().unwrap_or(name);
+    if base.contains(['[', '(', ' ']) {
+        return false;
+    }
     let last = base.rsplit("::").next().unwrap_or(base);
-    last.ends_with("Set")
+    SETS.contains(&last)
 }
 
 /// The elements of a sequence, tuple or tuple variant, then [`END`].
@@ -772,6 +787,20 @@ mod tests {
         assert_eq!(bytes(&ip)[0], super::NEWTYPE_VARIANT);
     }
 
+    /// A sequence *of* sets keeps its order: only the sets themselves are sorted.
+    #[test]
+    fn sequences_of_sets_keep_their_order() {
+        let a: BTreeSet<i64> = [1].into();
+        let b: BTreeSet<i64> = [2].into();
+        let ab = [a.clone(), b.clone()];
+        let ba = [b, a];
+        assert_ne!(bytes(&ab[..]), bytes(&ba[..]));
+        assert_ne!(bytes(&ab.to_vec()), bytes(&ba.to_vec()));
+        let pairs = [(HashSet::from([1_i64]), 0_u8), (HashSet::from([2]), 1)];
+        let swapped = [pairs[1].clone(), pairs[0].clone()];
+        assert_ne!(bytes(&pairs[..]), bytes(&swapped[..]));
+    }
+
     #[test]
     fn set_detection_by_type_name() {
         assert!(super::is_set::<&HashSet<i64>>());
@@ -779,5 +808,9 @@ mod tests {
         assert!(!super::is_set::<&Vec<HashSet<i64>>>());
         assert!(!super::is_set::<&[i64]>());
         assert!(!super::is_set::<&HashMap<i64, i64>>());
+        assert!(!super::is_set::<&[BTreeSet<i64>]>());
+        assert!(!super::is_set::<&[(HashSet<i64>, u8)]>());
+        assert!(!super::is_set::<&Box<[BTreeSet<i64>]>>());
+        assert!(!super::is_set::<&Vec<BTreeSet<i64>>>());
     }
 }

@@ -34,7 +34,7 @@ impl SharedStore {
         let Some(tables) = self.pending.waiting() else {
             return true;
         };
-        let names: Vec<&str> = tables.iter().map(|t| &**t).collect();
+        let names: Vec<&str> = tables.iter().map(|(t, _)| &**t).collect();
         match self.backend.bump(&core.settings.namespace, &names).await {
             Ok(()) => {
                 self.pending.delivered(&tables);

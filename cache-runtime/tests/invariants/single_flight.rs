@@ -269,3 +269,49 @@ async fn a_loader_that_asks_for_its_own_key_does_not_wait_for_itself() {
         .unwrap();
     assert_eq!(value, 42);
 }
+
+/// Mechanism: a deadline past what `Instant` can count is no deadline. `max_load_wait:
+/// Duration::MAX` ("wait for the leader, however long") passes validation; the waiter
+/// must then wait for the leader's value, not panic adding the wait to the start time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_max_load_wait_waits_for_the_leader() {
+    let cache = cache_runtime::Cache::new(cache_runtime::Settings {
+        max_load_wait: Duration::MAX,
+        ..cache_runtime::Settings::default()
+    })
+    .unwrap();
+    let table = "users_an_unbounded_max_load_wait";
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let calls = Calls::default();
+    let leader = tokio::spawn({
+        let (cache, started, release, calls) =
+            (cache.clone(), started.clone(), release.clone(), calls.clone());
+        async move {
+            cache
+                .get_or_load(key(&cache, 1), &[table], Ttl::Forever, || async move {
+                    calls.hit();
+                    started.notify_one();
+                    release.notified().await;
+                    Ok::<_, Infallible>("leader's row".to_string())
+                })
+                .await
+        }
+    });
+    started.notified().await;
+    let waiter = tokio::spawn({
+        let (cache, calls) = (cache.clone(), calls.clone());
+        async move {
+            cache
+                .get_or_load(key(&cache, 1), &[table], Ttl::Forever, || async move {
+                    calls.hit();
+                    Ok::<_, Infallible>("waiter's row".to_string())
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    assert_eq!(leader.await.unwrap().unwrap(), "leader's row");
+    assert_eq!(waiter.await.expect("the waiter must not panic").unwrap(), "leader's row");
+    assert_eq!(calls.get(), 1);
+}
