@@ -152,16 +152,15 @@ impl Store for MemoryStore {
     /// later stores drain a few at a time.
     fn invalidate_local(&self, core: &Core, names: &[&str], named: bool) -> Remote {
         for name in names {
-            let table = if named {
-                Some(self.tables.get(name))
-            } else {
-                // A table this cache never saw has nothing to make stale (and another
-                // cache's write costs this one a lookup, no lock).
-                self.tables.existing(name)
-            };
+            // A table this cache never saw (or forgot) has nothing to make stale: no read
+            // captured it, and a read that does later runs after this write. Creating it
+            // here would let writes to ever-new table names push real tables out.
+            let table = self.tables.existing(name);
+            if named || table.is_some() {
+                core.counters.bump(Counter::Invalidations);
+            }
             let Some(table) = table else { continue };
             table.bump();
-            core.counters.bump(Counter::Invalidations);
             let tracked = table.take();
             if !tracked.is_empty() {
                 self.sweep

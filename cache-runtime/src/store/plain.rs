@@ -128,14 +128,15 @@ impl Store for PlainStore {
     fn invalidate_local(&self, core: &Core, names: &[&str], named: bool) -> Remote {
         let mut remote = Remote::default();
         for name in names {
-            let table = if named {
-                Some(self.tables.get(name))
-            } else {
-                self.tables.existing(name)
-            };
+            // A table this cache never saw (or forgot) has nothing to make stale: no read
+            // captured it, and a read that does later runs after this write. Creating it
+            // here would let writes to ever-new table names push real tables out.
+            let table = self.tables.existing(name);
+            if named || table.is_some() {
+                core.counters.bump(Counter::Invalidations);
+            }
             let Some(table) = table else { continue };
             table.bump();
-            core.counters.bump(Counter::Invalidations);
             remote.delete.extend(table.take().into_oldest_first());
         }
         remote

@@ -8,7 +8,7 @@ use cache_runtime::{Cache, Settings, Ttl};
 use tokio::sync::Notify;
 
 use crate::faulty::Faulty;
-use crate::support::{cache, key};
+use crate::support::{Calls, cache, key};
 
 type Row = Arc<Mutex<String>>;
 
@@ -185,7 +185,7 @@ async fn an_entry_that_survives_invalidation_is_still_never_served() {
 #[tokio::test]
 async fn invalidation_reaches_exactly_the_tables_read() {
     let cache = cache();
-    let calls = crate::support::Calls::default();
+    let calls = Calls::default();
     let load = |id: i64, tables: &'static [&'static str]| {
         let (cache, calls) = (cache.clone(), calls.clone());
         async move {
@@ -277,6 +277,41 @@ async fn a_forgotten_table_never_lets_a_stale_entry_look_fresh() {
     *row.lock().unwrap() = "new".into();
     cache.invalidate(&["forgotten_a"]).await;
     assert_eq!(read_as("forgotten_a", 1).await, "new");
+}
+
+/// Mechanism: an invalidation of a table this cache has never seen creates nothing. A
+/// service that writes to ever-new table names (per-day partitions, say) and reads one hot
+/// table must keep that table and its hits; were each write to create its table, the hot
+/// one would be forgotten (its entries made stale) and the forgotten list would grow with
+/// every write, since only stores drain it.
+#[tokio::test]
+async fn writes_to_unseen_tables_never_push_a_read_table_out() {
+    let cache = cache_runtime::Cache::new(cache_runtime::Settings {
+        max_tables: 2,
+        ..cache_runtime::Settings::default()
+    })
+    .unwrap();
+    let calls = Calls::default();
+    let read_hot = || {
+        let (cache, calls) = (cache.clone(), calls.clone());
+        async move {
+            cache
+                .get_or_load(key(&cache, 1), &["unseen_hot"], Ttl::Forever, || async move {
+                    calls.hit();
+                    Ok::<_, Infallible>("row".to_string())
+                })
+                .await
+                .unwrap()
+        }
+    };
+    read_hot().await;
+    for day in 0..50 {
+        cache.invalidate(&[&format!("unseen_events_{day}")]).await;
+    }
+    assert_eq!(read_hot().await, "row");
+    assert_eq!(calls.get(), 1, "the hot table's entry must still be served");
+    assert_eq!(cache.stats().tables_forgotten, 0);
+    assert_eq!(cache.table_count(), 1);
 }
 
 /// Mechanism: versions come from one clock per cache and are never given out twice. An
