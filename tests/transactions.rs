@@ -186,6 +186,244 @@ macro_rules! transaction_tests {
             tx.commit().await
         }
 
+        /// The write of `rename_in`, given the connection instead of the transaction, in
+        /// each form SQLx code passes one: `&mut *tx` as a connection, a generic executor,
+        /// the database's own executor trait, `impl Acquire`.
+        #[invalidates(User)]
+        async fn rename_conn(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(conn)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        #[invalidates(User)]
+        async fn rename_generic<'e, E>(db: E, t: &Names, id: i64, name: &str) -> sqlx::Result<u64>
+        where
+            E: sqlx::Executor<'e, Database = Db>,
+        {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(db)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        #[invalidates(User)]
+        async fn rename_db_executor(
+            db: impl DbExecutor<'_>,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(db)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        #[invalidates(User)]
+        async fn rename_acquire<'a, A: sqlx::Acquire<'a, Database = Db>>(
+            db: A,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let mut conn = db.acquire().await?;
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// A repository built over a transaction's connection.
+        struct Repo<'c> {
+            conn: &'c mut <Db as sqlx::Database>::Connection,
+            cache: &'c Cache,
+            t: &'c Names,
+            tenant: i64,
+        }
+
+        impl Repo<'_> {
+            #[invalidates(User, cache = self.cache)]
+            async fn rename(&mut self, id: i64, name: &str) -> sqlx::Result<u64> {
+                let done = sqlx::query(self.t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                    .bind(name)
+                    .bind(id)
+                    .execute(&mut *self.conn)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            /// Keyed by `self_key`: the connection is still asked whether it is inside
+            /// a transaction.
+            #[cached(ttl = true, self_key = self.tenant, cache = self.cache)]
+            async fn find(&mut self, id: i64) -> sqlx::Result<Option<User>> {
+                let row: Option<(i64, String)> =
+                    sqlx::query_as(self.t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                        .bind(id)
+                        .fetch_optional(&mut *self.conn)
+                        .await?;
+                Ok(row.map(|(id, name)| User { id, name }))
+            }
+        }
+
+        /// Pins: a write given the connection of a cache `Transaction` (`&mut *tx`), in
+        /// any form, registers on that transaction and invalidates after its COMMIT.
+        /// Mechanism: the transaction binds its connection's address as it hands it out,
+        /// and `#[invalidates]` looks the connection up (`__private::connection_write`).
+        /// Without it the write invalidates as it returns, before COMMIT: the read made in
+        /// between caches the old row, and it is served after COMMIT.
+        #[tokio::test]
+        async fn a_write_through_the_transactions_connection_invalidates_after_commit() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run_local(|fx| async move {
+                let t = &fx.t;
+                for (form, name) in ["conn", "generic", "db_executor", "acquire", "repo"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let before = fx.read(1).await.0;
+                    let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                    let written = match form {
+                        0 => rename_conn(&mut tx, t, 1, name).await,
+                        1 => rename_generic(&mut *tx, t, 1, name).await,
+                        2 => rename_db_executor(&mut *tx, t, 1, name).await,
+                        3 => rename_acquire(&mut *tx, t, 1, name).await,
+                        _ => {
+                            let mut repo = Repo {
+                                conn: &mut tx,
+                                cache: &fx.cache,
+                                t,
+                                tenant: 0,
+                            };
+                            repo.rename(1, name).await
+                        }
+                    };
+                    assert_eq!(written.unwrap(), 1, "{name}");
+                    assert!(tx.has_written(), "{name}: registered on the transaction");
+                    assert_eq!(
+                        fx.read(1).await,
+                        (before, true),
+                        "{name}: the old row, cached"
+                    );
+                    tx.commit().await.unwrap();
+                    assert_eq!(
+                        fx.read(1).await,
+                        (Some(name.to_string()), false),
+                        "{name}: after COMMIT, the new row"
+                    );
+                }
+            })
+            .await;
+        }
+
+        /// Pins: a savepoint borrows its transaction's connection, so a write through
+        /// `&mut *savepoint` registers on the savepoint; released, it hands the tables to
+        /// the transaction, which invalidates them after its COMMIT. And once the
+        /// savepoint has ended, `&mut *tx` binds the connection to the transaction again.
+        #[tokio::test]
+        async fn a_write_through_a_savepoints_connection_waits_for_the_outer_commit() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let t = &fx.t;
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                rename_conn(&mut tx, t, 2, "before savepoint")
+                    .await
+                    .unwrap();
+                let mut savepoint = tx.begin().await.unwrap();
+                rename_conn(&mut savepoint, t, 1, "in savepoint")
+                    .await
+                    .unwrap();
+                savepoint.commit().await.unwrap();
+                assert_eq!(fx.read(1).await, (Some("ada".into()), true));
+                rename_conn(&mut tx, t, 2, "after savepoint").await.unwrap();
+                assert_eq!(fx.cache.stats().invalidations, 0, "nothing before COMMIT");
+                tx.commit().await.unwrap();
+                assert_eq!(fx.cache.stats().invalidations, 1);
+                assert_eq!(fx.read(1).await, (Some("in savepoint".into()), false));
+            })
+            .await;
+        }
+
+        /// Pins: the latest binding of a connection address wins. A transaction moved
+        /// away leaves its binding behind; another one whose connection now lives at the
+        /// same address must take its own writes, or they would wait for the first one's
+        /// end (and be forgotten when it rolls back). Without it, the write below is never
+        /// invalidated and the old row is served after COMMIT.
+        #[tokio::test]
+        async fn a_moved_transaction_never_takes_another_ones_writes() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let t = &fx.t;
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut slot = Some(fx.cache.begin(&fx.pool).await.unwrap());
+                let first = std::ptr::from_mut(&mut **slot.as_mut().unwrap()).addr();
+                let moved = slot.take().unwrap();
+                slot = Some(fx.cache.begin(&fx.pool).await.unwrap());
+                let tx = slot.as_mut().unwrap();
+                assert_eq!(
+                    std::ptr::from_mut(&mut **tx).addr(),
+                    first,
+                    "the second transaction's connection lives where the first one's did"
+                );
+                rename_conn(tx, t, 1, "lovelace").await.unwrap();
+                moved.rollback().await.unwrap();
+                assert_eq!(fx.read(1).await, (Some("ada".into()), true));
+                slot.take().unwrap().commit().await.unwrap();
+                assert_eq!(fx.read(1).await, (Some("lovelace".into()), false));
+            })
+            .await;
+        }
+
+        /// Pins: a cached method keyed by `self_key` still asks the connection in `self`
+        /// whether it is inside a transaction: a repository built over `&mut *tx` neither
+        /// reads nor fills the cache. Mechanism: the fields of `self` the body reads are
+        /// probed even when they are not keyed. Without it, the uncommitted row is cached
+        /// and served to the pool after ROLLBACK.
+        #[tokio::test]
+        async fn a_self_keyed_repository_over_a_transaction_stores_nothing() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                let t = &fx.t;
+                let mut tx = fx.cache.begin(&fx.pool).await.unwrap();
+                let mut repo = Repo {
+                    conn: &mut tx,
+                    cache: &fx.cache,
+                    t,
+                    tenant: 0,
+                };
+                repo.rename(1, "uncommitted").await.unwrap();
+                let read = repo.find(1).await.unwrap().map(|u| u.name);
+                assert_eq!(read.as_deref(), Some("uncommitted"));
+                assert_eq!(fx.cache.entry_count(), Some(0), "nothing stored");
+                tx.rollback().await.unwrap();
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+            })
+            .await;
+        }
+
         /// Pins: invalidation happens after COMMIT, not when the write registers. A read
         /// from another connection between the write and the commit caches the old row
         /// (with the current versions); only the bump after COMMIT makes it stale.

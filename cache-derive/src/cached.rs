@@ -33,9 +33,14 @@ struct Args {
     name: Option<LitStr>,
     /// What keys `self` instead of the fields the body reads.
     self_key: Option<(Path, Expr)>,
+    /// The attribute as written: part of the code fingerprint, so that fixing a TTL or
+    /// the tables gives new keys (a remote backend still holds entries stored with the old
+    /// tags and expiry).
+    tokens: TokenStream,
 }
 
 fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
+    let written = tokens.clone();
     let mut ttl = Attr::none(MACRO, "ttl");
     let mut table = Attr::none(MACRO, "table");
     let mut tables = Attr::none(MACRO, "tables");
@@ -153,6 +158,7 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
         cache: cache.get(),
         name: name.get(),
         self_key,
+        tokens: written,
     }
 }
 
@@ -172,8 +178,9 @@ struct CachedFn<'a> {
     body: Body<'a>,
     output: &'a Type,
     params: Vec<(&'a Ident, &'a syn::PatType, ParamUse)>,
-    /// The fields of `self` the body reads, keyed like parameters.
-    self_fields: Vec<FieldPath>,
+    /// The fields of `self` the body reads: keyed like parameters (`Add`), or, when
+    /// `self` is keyed otherwise or skipped, only probed for a handle in a transaction.
+    self_fields: (Vec<FieldPath>, ParamUse),
     cache_param: Option<CacheParam<'a>>,
 }
 
@@ -250,15 +257,15 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
     }
 
     // `self` is keyed by the fields the body reads, unless the key or `self`'s part of it
-    // is given, or `self` is skipped.
-    let self_is_keyed = receiver.is_some()
-        && args.key.is_none()
-        && args.self_key.is_none()
-        && !args.skip.iter().any(|s| s == "self");
-    let mut self_fields = Vec::new();
-    if let (true, Some(body)) = (self_is_keyed, &body) {
+    // is given, or `self` is skipped. Either way a field that is a connection is probed:
+    // a repository built over `&mut *tx` must not cache what its transaction has not
+    // committed, whatever keys it.
+    let self_is_keyed =
+        args.key.is_none() && args.self_key.is_none() && !args.skip.iter().any(|s| s == "self");
+    let mut self_fields = (Vec::new(), ParamUse::Probe);
+    if let (Some(_), Some(body)) = (receiver, &body) {
         let reads = receiver::reads(body.stmts, body.self_name);
-        if let Some((span, what)) = reads.opaque {
+        if let (true, Some((span, what))) = (self_is_keyed, reads.opaque) {
             cx.error_at(
                 span,
                 format!(
@@ -269,7 +276,12 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
                 ),
             );
         }
-        self_fields = reads.fields;
+        let use_ = if self_is_keyed {
+            ParamUse::Add
+        } else {
+            ParamUse::Probe
+        };
+        self_fields = (reads.fields, use_);
     }
 
     Some(CachedFn {
@@ -362,7 +374,7 @@ fn generate(f: &CachedFn) -> TokenStream {
         Some(name) => quote!(::core::option::Option::Some(#name)),
         None => quote!(::core::option::Option::None),
     };
-    let code = fingerprint::of(sig, block);
+    let code = fingerprint::of(&f.args.tokens, &quote!(#sig #block));
 
     // A cache borrowed from `self` or taken by value is cloned (an `Arc` increment) when
     // the body may move or mutate what it is borrowed from.
@@ -408,21 +420,20 @@ fn generate(f: &CachedFn) -> TokenStream {
         let (first, _) = attr::span_range(at);
         quote_spanned!(first=> #args_var.#method((&&&&&#private::Arg(#arg)).__param());)
     };
+    let method = |use_: &ParamUse| match use_ {
+        ParamUse::Add => quote!(add),
+        ParamUse::Probe => quote!(probe),
+    };
     let mut parts: Vec<TokenStream> = f
         .params
         .iter()
-        .map(|(ident, param, use_)| {
-            let method = match use_ {
-                ParamUse::Add => quote!(add),
-                ParamUse::Probe => quote!(probe),
-            };
-            classify(ident.to_token_stream(), param, method)
-        })
+        .map(|(ident, param, use_)| classify(ident.to_token_stream(), param, method(use_)))
         .collect();
-    for field in &f.self_fields {
+    let (fields, use_) = &f.self_fields;
+    for field in fields {
         let members = &field.members;
         let path = quote_spanned!(field.span=> self #(.#members)*);
-        parts.push(classify(path.clone(), &path, quote!(add)));
+        parts.push(classify(path.clone(), &path, method(use_)));
     }
     for value in f
         .args
@@ -510,6 +521,31 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("probe"), "{out}");
+    }
+
+    /// The code fingerprint an expansion gives `KeyScope::generated`.
+    fn code_of(out: &str) -> String {
+        let at = out.find("KeyScope :: generated (").expect("a key scope");
+        let rest = &out[at..];
+        let start = rest.find(", \"").expect("the code literal") + 3;
+        rest[start..start + 16].to_string()
+    }
+
+    /// Mechanism: the attribute is part of the fingerprint. Fixing a TTL or the tables
+    /// must give new keys: a remote backend still holds the entries stored under the old
+    /// ones, with their old expiry (`ttl = true`: never) and their old table tags.
+    #[test]
+    fn the_attribute_is_part_of_the_key_scope() {
+        let forever = code_of(&expand("ttl = true, table = \"users\""));
+        assert_eq!(forever, code_of(&expand("ttl = true, table = \"users\"")));
+        assert_ne!(
+            forever,
+            code_of(&expand("ttl = \"60s\", table = \"users\""))
+        );
+        assert_ne!(
+            forever,
+            code_of(&expand("ttl = true, tables = [\"users\", \"orgs\"]"))
+        );
     }
 
     fn expand_method(args: &str, body: &str) -> String {

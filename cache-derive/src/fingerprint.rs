@@ -1,12 +1,16 @@
 //! A stable hash of a function's tokens, mixed into its cache keys so that editing the
-//! query (signature or body) gives it new keys.
+//! query (attribute, signature or body) gives it new keys.
 
 use quote::ToTokens;
 
 /// 64-bit FNV-1a of the tokens' text, as 16 hex digits. The text is what `TokenStream`
 /// prints, which depends only on the tokens (not on spans or whitespace in the source).
-pub(crate) fn of<A: ToTokens, B: ToTokens>(signature: &A, body: &B) -> String {
-    let text = format!("{} {}", signature.to_token_stream(), body.to_token_stream());
+pub(crate) fn of<A: ToTokens, B: ToTokens>(attribute: &A, function: &B) -> String {
+    let text = format!(
+        "{} | {}",
+        attribute.to_token_stream(),
+        function.to_token_stream()
+    );
     format!("{:016x}", crate::fnv::fnv1a(text.as_bytes()))
 }
 

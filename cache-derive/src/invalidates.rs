@@ -11,6 +11,7 @@ use crate::attr::{self, Attr};
 use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
 use crate::expand::{Private, fake_return_edge, local, with_original};
+use crate::receiver::{self, FieldPath};
 
 const MACRO: &str = "#[invalidates]";
 const KEYS: &str = "`tables`, `table`, `cache`, or entity types such as `User`";
@@ -142,6 +143,9 @@ struct Write<'a> {
     /// Parameters bound to a name: each is asked, by its type, whether it is a
     /// transaction that takes the tables.
     params: Vec<(&'a Ident, &'a syn::PatType)>,
+    /// The fields of `self` the body reads, asked the same (a repository holding the
+    /// transaction or its connection).
+    self_fields: Vec<FieldPath>,
 }
 
 fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
@@ -159,11 +163,16 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
             _ => None,
         })
         .collect();
+    let self_fields = match args::receiver(&item.sig) {
+        Some(_) => receiver::reads(body.stmts, body.self_name).fields,
+        None => Vec::new(),
+    };
     Some(Write {
         args,
         item,
         body,
         params,
+        self_fields,
     })
 }
 
@@ -177,10 +186,10 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
 //     async fn rename(tx: &mut Transaction<'_, Postgres>, id: i64, name: &str) -> sqlx::Result<u64> {
 //         let __cache: &Cache = global();
 //         let __tables: &[&str] = &[<User as CacheEntity>::TABLE];
-//         // Each parameter, by its type: the cache's `Transaction` takes the tables (it
-//         // invalidates after COMMIT); a plain `sqlx::Transaction` is a compile error; a
-//         // connection inside a transaction is noticed.
-//         let __deferred = false | deferred((&&&TxWrite(&tx)).defer(__tables)) | ...;
+//         // Each parameter and each field of `self` the body reads, by its type: the
+//         // cache's `Transaction` takes the tables (it invalidates after COMMIT), and so
+//         // does a connection it handed out; a plain `sqlx::Transaction` is a compile error.
+//         let __deferred = false | deferred((&&&&&TxWrite(&tx)).defer(__tables)) | ...;
 //         let __guard = WriteGuard::new(__cache, __tables, __deferred);
 //         let __output: sqlx::Result<u64> = async move { <fake return edge> body }.await;
 //         __guard.finish().await;      // dropped unfinished (panic, cancel): invalidates then
@@ -192,6 +201,7 @@ fn generate(write: &Write) -> TokenStream {
         item,
         body,
         params,
+        self_fields,
     } = write;
     let private = Private;
     let cache_var = local("__cache");
@@ -233,12 +243,18 @@ fn generate(write: &Write) -> TokenStream {
         },
     });
 
-    let defers = params.iter().map(|(ident, pt)| {
-        let (first, _) = attr::span_range(*pt);
+    let defer = |value: TokenStream, first: proc_macro2::Span| {
         quote_spanned! {first=>
-            | #private::deferred((&&&#private::TxWrite(&#ident)).defer(#tables_var))
+            | #private::deferred((&&&&&#private::TxWrite(&#value)).defer(#tables_var))
         }
-    });
+    };
+    let defers = params
+        .iter()
+        .map(|(ident, pt)| defer(ident.to_token_stream(), attr::span_range(*pt).0))
+        .chain(self_fields.iter().map(|field| {
+            let members = &field.members;
+            defer(quote_spanned!(field.span=> self #(.#members)*), field.span)
+        }));
 
     body.emit(
         item,
@@ -247,7 +263,10 @@ fn generate(write: &Write) -> TokenStream {
                 let #tables_var: &[&::core::primitive::str] = &[#(#tables),*];
                 let #deferred_var: ::core::primitive::bool = {
                     #[allow(unused_imports)]
-                    use #private::{CacheTxWrite as _, OtherTxWrite as _, PlainTxWrite as _};
+                    use #private::{
+                        AcquireTxWrite as _, CacheTxWrite as _, ExecutorTxWrite as _,
+                        OtherTxWrite as _, PlainTxWrite as _,
+                    };
                     false #(#defers)*
                 };
                 let #guard_var = #private::WriteGuard::new(#cache_var, #tables_var, #deferred_var);

@@ -8,6 +8,7 @@
 //! `self . a (` a method call.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::punctuated::Punctuated;
 use syn::visit::{self, Visit};
 use syn::{Expr, ExprField, ExprPath, Member, Token};
@@ -110,7 +111,16 @@ impl<'ast> Visit<'ast> for Scan {
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         let parsed = mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated);
         match parsed {
-            Ok(args) => args.iter().for_each(|a| self.visit_expr(a)),
+            Ok(args) => args.iter().for_each(|a| {
+                if let Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(lit),
+                    ..
+                }) = a
+                {
+                    self.format_string(lit);
+                }
+                self.visit_expr(a);
+            }),
             Err(_) => self.scan_tokens(mac.tokens.clone()),
         }
     }
@@ -133,6 +143,13 @@ impl MemberSpan for ExprField {
 }
 
 impl Scan {
+    /// A format string naming `self` inline (`"{self}"`, `"{self:?}"`) formats all of it.
+    fn format_string(&mut self, lit: &syn::LitStr) {
+        if inline_args(&lit.value()).any(|name| name == "self" || name == self.self_name) {
+            self.reads.opaque(lit.span(), "formats `self` as a whole");
+        }
+    }
+
     /// Macro arguments that are not expressions: `self . a . b` is a field path, `self`
     /// followed by anything else (or `self . a (`, a method) is an opaque use.
     fn scan_tokens(&mut self, tokens: TokenStream) {
@@ -141,6 +158,11 @@ impl Scan {
         while i < tokens.len() {
             match &tokens[i] {
                 TokenTree::Group(g) => self.scan_tokens(g.stream()),
+                TokenTree::Literal(lit) => {
+                    if let Ok(lit) = syn::parse2::<syn::LitStr>(lit.to_token_stream()) {
+                        self.format_string(&lit);
+                    }
+                }
                 TokenTree::Ident(ident) if ident == self.self_name => {
                     let mut members = Vec::new();
                     let mut j = i + 1;
@@ -173,6 +195,26 @@ impl Scan {
             i += 1;
         }
     }
+}
+
+/// The names of the inline arguments of a format string: `a` and `b` in
+/// `"{a} {{x}} {b:>8}"`.
+fn inline_args(format: &str) -> impl Iterator<Item = &str> {
+    let mut rest = format;
+    std::iter::from_fn(move || {
+        loop {
+            let open = rest.find('{')?;
+            rest = &rest[open + 1..];
+            if let Some(after) = rest.strip_prefix('{') {
+                rest = after; // `{{` is a literal brace
+                continue;
+            }
+            let end = rest.find(['}', ':']).unwrap_or(rest.len());
+            let name = rest[..end].trim();
+            rest = &rest[end..];
+            return Some(name);
+        }
+    })
 }
 
 #[cfg(test)]
@@ -232,6 +274,30 @@ mod tests {
         let (fields, opaque) = scan(r#"{ weird!(self.a.b ; self.c.go() => self) }"#);
         assert_eq!(fields, ["a.b", "c"]);
         assert_eq!(opaque, Some("uses `self` as a whole"));
+    }
+
+    #[test]
+    fn format_strings_naming_self_are_reported() {
+        assert_eq!(
+            scan(r#"{ format!("SELECT * FROM {self}.users") }"#).1,
+            Some("formats `self` as a whole")
+        );
+        assert_eq!(
+            scan(r#"{ write!(f, "{self:?} {}", 1) }"#).1,
+            Some("formats `self` as a whole")
+        );
+        assert_eq!(
+            scan(r#"{ weird!(f ; "{ self }") }"#).1,
+            Some("formats `self` as a whole")
+        );
+        assert_eq!(
+            scan(r#"{ format!("{{self}} {selfish} {}", self.a) }"#).1,
+            None
+        );
+        assert_eq!(
+            super::inline_args("{a} {{x}} {b:>8} {}").collect::<Vec<_>>(),
+            ["a", "b", ""]
+        );
     }
 
     #[test]

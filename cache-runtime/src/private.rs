@@ -508,11 +508,17 @@ impl Drop for WriteGuard<'_> {
 
 // ----- #[invalidates]: transactions, by type -----
 
-/// A parameter of an `#[invalidates]` function, for the autoref dispatch below:
-/// `deferred((&&&TxWrite(&param)).defer(tables))` registers `tables` on the cache's
-/// `Transaction` (by value or behind any reference; it invalidates them after `COMMIT`)
-/// and is `true`; a plain `sqlx::Transaction` is a compile error (nothing could invalidate
-/// after its `COMMIT`); anything else is `false`.
+/// A parameter of an `#[invalidates]` function (or a field of `self` its body reads), for
+/// the autoref dispatch below: `deferred((&&&&&TxWrite(&param)).defer(tables))` is `true`
+/// when something took `tables` to invalidate after `COMMIT`, `false` when the write
+/// invalidates as it returns, and a compile error for what cannot know its `COMMIT`:
+///
+/// 1. the cache's `Transaction` (by value or behind any reference) takes them;
+/// 2. a plain `sqlx::Transaction` is a compile error;
+/// 3. an executor, 4. an `Acquire`: a connection a cache `Transaction` handed out
+///    (`&mut *tx`) passes them to it; another connection inside a transaction is warned
+///    about (see [`connection_write`]);
+/// 5. anything else: `false`.
 pub struct TxWrite<'a, T: ?Sized>(pub &'a T);
 
 /// The cache's `Transaction`, by value or behind `&`, `&mut`.
@@ -549,7 +555,7 @@ pub trait CacheTxWrite {
     fn defer(&self, tables: &[&str]) -> bool;
 }
 
-impl<T: CacheTx + ?Sized> CacheTxWrite for &&TxWrite<'_, T> {
+impl<T: CacheTx + ?Sized> CacheTxWrite for &&&&TxWrite<'_, T> {
     #[inline]
     fn defer(&self, tables: &[&str]) -> bool {
         self.0.register(tables);
@@ -564,11 +570,83 @@ pub trait PlainTxWrite {
     fn defer(&self, tables: &[&str]) -> PlainTransaction;
 }
 
-impl<T: SqlxTx + ?Sized> PlainTxWrite for &TxWrite<'_, T> {
+impl<T: SqlxTx + ?Sized> PlainTxWrite for &&&TxWrite<'_, T> {
     #[inline]
     fn defer(&self, _: &[&str]) -> PlainTransaction {
         PlainTransaction
     }
+}
+
+pub trait ExecutorTxWrite {
+    fn defer(&self, tables: &[&str]) -> bool;
+}
+
+impl<'c, T: sqlx::Executor<'c>> ExecutorTxWrite for &&TxWrite<'_, T> {
+    #[inline]
+    #[track_caller]
+    fn defer(&self, tables: &[&str]) -> bool {
+        connection_write::<T, T::Database>(self.0, tables)
+    }
+}
+
+pub trait AcquireTxWrite {
+    fn defer(&self, tables: &[&str]) -> bool;
+}
+
+impl<'c, T: sqlx::Acquire<'c>> AcquireTxWrite for &TxWrite<'_, T> {
+    #[inline]
+    #[track_caller]
+    fn defer(&self, tables: &[&str]) -> bool {
+        connection_write::<T, T::Database>(self.0, tables)
+    }
+}
+
+/// A write through a connection, told by the handle's concrete type (`&mut
+/// DB::Connection`, `&mut PoolConnection<DB>`), even in a generic function. A connection a
+/// cache [`Transaction`](crate::Transaction) handed out takes the tables (it invalidates
+/// them after `COMMIT`). Another connection inside a transaction (a plain
+/// `sqlx::Transaction`'s, or a raw `BEGIN`) cannot say when it commits: the write
+/// invalidates as it returns, which a read made before the `COMMIT` can outlive, and a
+/// warning names the call site once.
+#[track_caller]
+fn connection_write<T, DB: sqlx::Database>(handle: &T, tables: &[&str]) -> bool {
+    let ty = typeid::of::<T>();
+    let conn: &DB::Connection = if ty == typeid::of::<&mut DB::Connection>() {
+        // SAFETY: `T` is `&mut DB::Connection`, up to lifetimes, which do not change a
+        // type's layout; the reference read here does not outlive `handle`.
+        unsafe { &**std::ptr::from_ref(handle).cast::<&mut DB::Connection>() }
+    } else if ty == typeid::of::<&mut sqlx::pool::PoolConnection<DB>>() {
+        // SAFETY: as above.
+        unsafe { &***std::ptr::from_ref(handle).cast::<&mut sqlx::pool::PoolConnection<DB>>() }
+    } else {
+        return false;
+    };
+    if crate::transaction::register_on_connection(conn, tables) {
+        return true;
+    }
+    if conn.is_in_transaction() {
+        warn_unbound_transaction(std::panic::Location::caller(), tables);
+    }
+    false
+}
+
+/// Warns, once per call site, of a write through a connection inside a transaction the
+/// cache does not know.
+fn warn_unbound_transaction(at: &'static std::panic::Location<'static>, tables: &[&str]) {
+    static WARNED: std::sync::Mutex<Vec<&'static std::panic::Location<'static>>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.contains(&at) {
+        return;
+    }
+    warned.push(at);
+    tracing::warn!(target: "cache_runtime", %at, ?tables,
+        "#[invalidates] wrote through a connection inside a transaction the cache does not \
+         know: it invalidates now, before COMMIT, and a read made in between may cache the \
+         old rows until their TTL; begin the transaction with `cache.begin(&pool)` (or wrap \
+         it with `cache.transaction(tx)`) and pass `&mut *tx`");
 }
 
 pub trait OtherTxWrite {

@@ -1,9 +1,11 @@
 //! `Transaction`: a database transaction that invalidates the tables it wrote once it has
 //! committed, never before, and not at all when it rolls back.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use sqlx::Database;
 
@@ -20,6 +22,9 @@ use crate::Cache;
 ///   its tables here, before its body runs, instead of invalidating at once: until
 ///   `COMMIT`, other connections still see the old rows, and a read that caches them is
 ///   right to. Writes made without the macro are registered with [`Transaction::written`].
+/// - So does one given the transaction's connection (`&mut *tx` as `&mut PgConnection`,
+///   or as a generic executor or `impl Acquire`): the transaction binds its connection's
+///   address whenever it hands it out mutably, and the write looks the connection up.
 /// - [`Transaction::commit`] commits, then invalidates the registered tables (when
 ///   `Settings::invalidate_on_write` is on). [`Transaction::rollback`], or dropping the
 ///   transaction without committing (SQLx then rolls it back), invalidates nothing.
@@ -75,11 +80,13 @@ use crate::Cache;
 pub struct Transaction<'c, DB: Database> {
     tx: sqlx::Transaction<'c, DB>,
     cache: Cache,
-    /// Behind a lock so that a write function given `&Transaction` registers too.
-    written: Mutex<Written>,
+    /// Behind a lock so that a write function given `&Transaction` registers too, and
+    /// shared with [`Binding`] so that one given the connection (`&mut *tx`) does.
+    written: Arc<Mutex<Written>>,
     /// Set for a savepoint begun with [`Transaction::begin`]: when it is released, its
     /// tables move to the enclosing transaction, which invalidates them when it commits.
-    parent: Option<&'c Mutex<Written>>,
+    parent: Option<Arc<Mutex<Written>>>,
+    binding: Binding,
 }
 
 fn lock(written: &Mutex<Written>) -> MutexGuard<'_, Written> {
@@ -103,6 +110,87 @@ impl Written {
                 self.tables.push((*table).into());
             }
         }
+    }
+}
+
+/// Which open cache [`Transaction`] each connection belongs to, by the connection's
+/// address, so that an `#[invalidates]` function given the connection (`&mut *tx`, as a
+/// `&mut PgConnection`, an `impl PgExecutor`, an `impl Acquire`) registers its tables on
+/// the transaction instead of invalidating before `COMMIT`.
+///
+/// A transaction binds its connection's address whenever it hands the connection out
+/// mutably (`DerefMut`, `AsMut`), and unbinds when it ends. The latest binding of an
+/// address wins: while a savepoint borrows its transaction's connection, the savepoint is
+/// the one handing it out.
+static BINDINGS: LazyLock<Mutex<HashMap<usize, (u64, Weak<Mutex<Written>>)>>> =
+    LazyLock::new(Mutex::default);
+
+/// A transaction's entry in [`BINDINGS`].
+#[derive(Default)]
+struct Binding {
+    id: u64,
+    /// The address bound, or 0.
+    address: usize,
+}
+
+impl Binding {
+    fn new() -> Binding {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Binding {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            address: 0,
+        }
+    }
+
+    fn bind<C>(&mut self, conn: &mut C, written: &Arc<Mutex<Written>>) {
+        let address = std::ptr::from_mut(conn).addr();
+        let mut bindings = BINDINGS.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.address != address {
+            unbind(&mut bindings, self.address, self.id);
+            self.address = address;
+        }
+        match bindings.get(&address) {
+            Some((id, _)) if *id == self.id => {}
+            _ => {
+                bindings.insert(address, (self.id, Arc::downgrade(written)));
+            }
+        }
+    }
+}
+
+fn unbind(bindings: &mut HashMap<usize, (u64, Weak<Mutex<Written>>)>, address: usize, id: u64) {
+    if bindings
+        .get(&address)
+        .is_some_and(|(bound, _)| *bound == id)
+    {
+        bindings.remove(&address);
+    }
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        if self.address != 0 {
+            let mut bindings = BINDINGS.lock().unwrap_or_else(PoisonError::into_inner);
+            unbind(&mut bindings, self.address, self.id);
+        }
+    }
+}
+
+/// Registers `tables` on the open cache [`Transaction`] whose connection is `conn`, if
+/// any: `true` when one took them.
+pub(crate) fn register_on_connection<C>(conn: &C, tables: &[&str]) -> bool {
+    let address = std::ptr::from_ref(conn).addr();
+    let written = BINDINGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&address)
+        .and_then(|(_, written)| written.upgrade());
+    match written {
+        Some(written) => {
+            lock(&written).add(tables);
+            true
+        }
+        None => false,
     }
 }
 
@@ -134,8 +222,9 @@ impl Cache {
         Transaction {
             tx,
             cache: self.clone(),
-            written: Mutex::default(),
+            written: Arc::default(),
             parent: None,
+            binding: Binding::new(),
         }
     }
 }
@@ -183,11 +272,12 @@ impl<'c, DB: Database> Transaction<'c, DB> {
         Ok(Transaction {
             tx: savepoint,
             cache: cache.clone(),
-            written: Mutex::new(Written {
+            written: Arc::new(Mutex::new(Written {
                 tables: Vec::new(),
                 any: lock(written).any,
-            }),
-            parent: Some(written),
+            })),
+            parent: Some(written.clone()),
+            binding: Binding::new(),
         })
     }
 
@@ -209,8 +299,10 @@ impl<'c, DB: Database> Transaction<'c, DB> {
             cache,
             written,
             parent,
+            binding,
         } = self;
-        let written = written.into_inner().unwrap_or_else(PoisonError::into_inner);
+        drop(binding);
+        let written = std::mem::take(&mut *lock(&written));
         let tables: Vec<&str> = written.tables.iter().map(|t| &**t).collect();
         let Some(parent) = parent else {
             let invalidate = !tables.is_empty() && cache.settings().invalidate_on_write;
@@ -229,7 +321,7 @@ impl<'c, DB: Database> Transaction<'c, DB> {
         // Handed over first: a release that fails or is cancelled half-way may still have
         // happened, and the enclosing transaction must then invalidate these tables.
         if written.any {
-            lock(parent).add(&tables);
+            lock(&parent).add(&tables);
         }
         tx.commit().await
     }
@@ -272,17 +364,20 @@ impl<DB: Database> Deref for Transaction<'_, DB> {
     }
 }
 
+/// Binds the connection to this transaction (see [`BINDINGS`]) as it hands it out.
 impl<DB: Database> DerefMut for Transaction<'_, DB> {
     #[inline]
     fn deref_mut(&mut self) -> &mut DB::Connection {
-        &mut self.tx
+        let conn: &mut DB::Connection = &mut self.tx;
+        self.binding.bind(conn, &self.written);
+        conn
     }
 }
 
 impl<DB: Database> AsMut<DB::Connection> for Transaction<'_, DB> {
     #[inline]
     fn as_mut(&mut self) -> &mut DB::Connection {
-        &mut self.tx
+        self
     }
 }
 

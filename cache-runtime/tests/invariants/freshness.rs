@@ -296,10 +296,15 @@ async fn writes_to_unseen_tables_never_push_a_read_table_out() {
         let (cache, calls) = (cache.clone(), calls.clone());
         async move {
             cache
-                .get_or_load(key(&cache, 1), &["unseen_hot"], Ttl::Forever, || async move {
-                    calls.hit();
-                    Ok::<_, Infallible>("row".to_string())
-                })
+                .get_or_load(
+                    key(&cache, 1),
+                    &["unseen_hot"],
+                    Ttl::Forever,
+                    || async move {
+                        calls.hit();
+                        Ok::<_, Infallible>("row".to_string())
+                    },
+                )
                 .await
                 .unwrap()
         }

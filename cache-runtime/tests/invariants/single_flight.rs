@@ -284,8 +284,12 @@ async fn an_unbounded_max_load_wait_waits_for_the_leader() {
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let calls = Calls::default();
     let leader = tokio::spawn({
-        let (cache, started, release, calls) =
-            (cache.clone(), started.clone(), release.clone(), calls.clone());
+        let (cache, started, release, calls) = (
+            cache.clone(),
+            started.clone(),
+            release.clone(),
+            calls.clone(),
+        );
         async move {
             cache
                 .get_or_load(key(&cache, 1), &[table], Ttl::Forever, || async move {
@@ -312,6 +316,9 @@ async fn an_unbounded_max_load_wait_waits_for_the_leader() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     release.notify_one();
     assert_eq!(leader.await.unwrap().unwrap(), "leader's row");
-    assert_eq!(waiter.await.expect("the waiter must not panic").unwrap(), "leader's row");
+    assert_eq!(
+        waiter.await.expect("the waiter must not panic").unwrap(),
+        "leader's row"
+    );
     assert_eq!(calls.get(), 1);
 }

@@ -1,4 +1,5 @@
-// `self.tenant()` may read any field of `self`: #[cached] cannot see what to key, and asks.
+// `self.tenant()` may read any field of `self` (and so may formatting `self`, or passing it
+// on): #[cached] cannot see what to key, and asks.
 use cache_runtime::cached;
 
 struct Repo {
@@ -18,6 +19,19 @@ impl Repo {
     #[cached(table = "users")]
     async fn passed_on(&self) -> Option<i64> {
         Some(helper(self))
+    }
+}
+
+impl std::fmt::Display for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tenant_{}", self.tenant)
+    }
+}
+
+impl Repo {
+    #[cached(table = "users")]
+    async fn schema(&self) -> Option<String> {
+        Some(format!("SELECT name FROM {self}.users"))
     }
 }
 
