@@ -395,6 +395,25 @@ macro_rules! transaction_tests {
             .await;
         }
 
+        /// Pins: a write given the connection of a transaction the cache does not know
+        /// (a plain `sqlx::Transaction`'s `&mut *tx`) still invalidates, as it returns:
+        /// nothing would after its COMMIT. (It also logs a warning naming the call site.)
+        #[tokio::test]
+        async fn a_write_through_an_unknown_transactions_connection_invalidates_at_once() {
+            let Some(fx) = Fx::setup(Settings::default()).await else {
+                return;
+            };
+            fx.run(|fx| async move {
+                assert_eq!(fx.read(1).await, (Some("ada".into()), false));
+                let mut tx = fx.pool.begin().await.unwrap();
+                rename_conn(&mut tx, &fx.t, 1, "lovelace").await.unwrap();
+                assert_eq!(fx.cache.stats().invalidations, 1);
+                tx.commit().await.unwrap();
+                assert_eq!(fx.read(1).await, (Some("lovelace".into()), false));
+            })
+            .await;
+        }
+
         /// Pins: a cached method keyed by `self_key` still asks the connection in `self`
         /// whether it is inside a transaction: a repository built over `&mut *tx` neither
         /// reads nor fills the cache. Mechanism: the fields of `self` the body reads are

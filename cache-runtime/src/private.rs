@@ -517,7 +517,7 @@ impl Drop for WriteGuard<'_> {
 /// 2. a plain `sqlx::Transaction` is a compile error;
 /// 3. an executor, 4. an `Acquire`: a connection a cache `Transaction` handed out
 ///    (`&mut *tx`) passes them to it; another connection inside a transaction is warned
-///    about (see [`connection_write`]);
+///    about (see `connection_write`);
 /// 5. anything else: `false`.
 pub struct TxWrite<'a, T: ?Sized>(pub &'a T);
 
@@ -617,7 +617,7 @@ fn connection_write<T, DB: sqlx::Database>(handle: &T, tables: &[&str]) -> bool 
         unsafe { &**std::ptr::from_ref(handle).cast::<&mut DB::Connection>() }
     } else if ty == typeid::of::<&mut sqlx::pool::PoolConnection<DB>>() {
         // SAFETY: as above.
-        unsafe { &***std::ptr::from_ref(handle).cast::<&mut sqlx::pool::PoolConnection<DB>>() }
+        unsafe { &**std::ptr::from_ref(handle).cast::<&mut sqlx::pool::PoolConnection<DB>>() }
     } else {
         return false;
     };

@@ -122,8 +122,10 @@ impl Written {
 /// mutably (`DerefMut`, `AsMut`), and unbinds when it ends. The latest binding of an
 /// address wins: while a savepoint borrows its transaction's connection, the savepoint is
 /// the one handing it out.
-static BINDINGS: LazyLock<Mutex<HashMap<usize, (u64, Weak<Mutex<Written>>)>>> =
-    LazyLock::new(Mutex::default);
+static BINDINGS: LazyLock<Mutex<Bindings>> = LazyLock::new(Mutex::default);
+
+/// Connection address → (transaction id, what it wrote).
+type Bindings = HashMap<usize, (u64, Weak<Mutex<Written>>)>;
 
 /// A transaction's entry in [`BINDINGS`].
 #[derive(Default)]
@@ -158,7 +160,7 @@ impl Binding {
     }
 }
 
-fn unbind(bindings: &mut HashMap<usize, (u64, Weak<Mutex<Written>>)>, address: usize, id: u64) {
+fn unbind(bindings: &mut Bindings, address: usize, id: u64) {
     if bindings
         .get(&address)
         .is_some_and(|(bound, _)| *bound == id)
@@ -364,7 +366,8 @@ impl<DB: Database> Deref for Transaction<'_, DB> {
     }
 }
 
-/// Binds the connection to this transaction (see [`BINDINGS`]) as it hands it out.
+/// Binds the connection to this transaction as it hands it out, so that an
+/// `#[invalidates]` function given the connection registers here.
 impl<DB: Database> DerefMut for Transaction<'_, DB> {
     #[inline]
     fn deref_mut(&mut self) -> &mut DB::Connection {
