@@ -276,12 +276,11 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
                 ),
             );
         }
-        let use_ = if self_is_keyed {
-            ParamUse::Add
+        self_fields = if self_is_keyed {
+            (reads.fields, ParamUse::Add)
         } else {
-            ParamUse::Probe
+            (reads.all, ParamUse::Probe)
         };
-        self_fields = (reads.fields, use_);
     }
 
     Some(CachedFn {

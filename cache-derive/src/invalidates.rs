@@ -164,7 +164,7 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
         })
         .collect();
     let self_fields = match args::receiver(&item.sig) {
-        Some(_) => receiver::reads(body.stmts, body.self_name).fields,
+        Some(_) => receiver::reads(body.stmts, body.self_name).all,
         None => Vec::new(),
     };
     Some(Write {

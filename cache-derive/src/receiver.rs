@@ -23,14 +23,24 @@ pub(crate) struct FieldPath {
 /// What the body does with `self`.
 #[derive(Default)]
 pub(crate) struct Reads {
-    /// Field paths, none a prefix of another (the shortest wins: it covers the longer).
+    /// Field paths, none a prefix of another (the shortest wins: keying it covers the
+    /// longer).
     pub(crate) fields: Vec<FieldPath>,
+    /// Every field path read, the longer ones too: what to look at for a handle (a
+    /// connection at `self.db.conn` is not seen by looking at `self.db`).
+    pub(crate) all: Vec<FieldPath>,
     /// Uses of `self` itself (a method call on it, passing it on): the first one.
     pub(crate) opaque: Option<(Span, &'static str)>,
 }
 
 impl Reads {
     fn field(&mut self, members: Vec<Member>, span: Span) {
+        if !self.all.iter().any(|f| f.members == members) {
+            self.all.push(FieldPath {
+                members: members.clone(),
+                span,
+            });
+        }
         if self.fields.iter().any(|f| members.starts_with(&f.members)) {
             return;
         }
@@ -175,10 +185,23 @@ impl Scan {
                         members.push((Member::Named(name.clone()), name.span()));
                         j += 2;
                     }
-                    // `self.a.method(..)`: `method` is not a field.
-                    if matches!(tokens.get(j), Some(TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Parenthesis)
-                    {
+                    // `self.a.method(..)`, `self.a.method::<T>(..)`: `method` is not a
+                    // field; nor is `await` in `self.fut.await`.
+                    let call = match tokens.get(j) {
+                        Some(TokenTree::Group(g)) => {
+                            g.delimiter() == proc_macro2::Delimiter::Parenthesis
+                        }
+                        Some(TokenTree::Punct(p)) => p.as_char() == ':',
+                        _ => false,
+                    };
+                    if call {
                         members.pop();
+                    }
+                    if let Some(at) = members
+                        .iter()
+                        .position(|(m, _)| matches!(m, Member::Named(name) if name == "await"))
+                    {
+                        members.truncate(at);
                     }
                     match members.first() {
                         Some(&(_, span)) => {
@@ -239,6 +262,26 @@ mod tests {
     }
 
     #[test]
+    fn every_path_is_kept_for_handles() {
+        let block: syn::Block =
+            syn::parse_str("{ self.db.log(); fetch(&mut *self.db.conn); self.db.conn.x }").unwrap();
+        let reads = super::reads(&block.stmts, "self");
+        let all: Vec<String> = reads
+            .all
+            .iter()
+            .map(|f| {
+                f.members
+                    .iter()
+                    .map(|m| m.to_token_stream().to_string())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect();
+        assert_eq!(all, ["db", "db.conn", "db.conn.x"]);
+        assert_eq!(reads.fields.len(), 1);
+    }
+
+    #[test]
     fn field_paths_are_found_and_merged() {
         let (fields, opaque) = scan(
             "{ let n = self.config.region.len(); query(&self.pool).bind(self.tenant).bind(self.config.limit); self.0 }",
@@ -274,6 +317,8 @@ mod tests {
         let (fields, opaque) = scan(r#"{ weird!(self.a.b ; self.c.go() => self) }"#);
         assert_eq!(fields, ["a.b", "c"]);
         assert_eq!(opaque, Some("uses `self` as a whole"));
+        let (fields, _) = scan(r#"{ weird!(self.cfg.get::<u8>(1) ; self.fut.await ;) }"#);
+        assert_eq!(fields, ["cfg", "fut"]);
     }
 
     #[test]

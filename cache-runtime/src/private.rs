@@ -515,9 +515,9 @@ impl Drop for WriteGuard<'_> {
 ///
 /// 1. the cache's `Transaction` (by value or behind any reference) takes them;
 /// 2. a plain `sqlx::Transaction` is a compile error;
-/// 3. an executor, 4. an `Acquire`: a connection a cache `Transaction` handed out
-///    (`&mut *tx`) passes them to it; another connection inside a transaction is warned
-///    about (see `connection_write`);
+/// 3. an executor, 4. an `Acquire`: `false`, and a connection a cache `Transaction`
+///    handed out (`&mut *tx`) passes them to it as well; another connection inside a
+///    transaction is warned about (see `connection_write`);
 /// 5. anything else: `false`.
 pub struct TxWrite<'a, T: ?Sized>(pub &'a T);
 
@@ -602,12 +602,16 @@ impl<'c, T: sqlx::Acquire<'c>> AcquireTxWrite for &TxWrite<'_, T> {
 }
 
 /// A write through a connection, told by the handle's concrete type (`&mut
-/// DB::Connection`, `&mut PoolConnection<DB>`), even in a generic function. A connection a
-/// cache [`Transaction`](crate::Transaction) handed out takes the tables (it invalidates
-/// them after `COMMIT`). Another connection inside a transaction (a plain
-/// `sqlx::Transaction`'s, or a raw `BEGIN`) cannot say when it commits: the write
-/// invalidates as it returns, which a read made before the `COMMIT` can outlive, and a
-/// warning names the call site once.
+/// DB::Connection`, `&mut PoolConnection<DB>`, `&mut sqlx::Transaction<DB>`), even in a
+/// generic function. Always `false`: the write invalidates as it returns. A connection
+/// inside a transaction is also looked up among the connections cache
+/// [`Transaction`](crate::Transaction)s handed out: that transaction takes the tables too,
+/// and invalidates them again after its `COMMIT`, which is the invalidation that counts
+/// (a read between the return and the `COMMIT` still sees the old rows). Invalidating at
+/// return as well costs an extra miss and makes a binding left behind by a transaction
+/// that moved harmless: the write it wrongly took was invalidated anyway. A connection of
+/// a transaction no cache `Transaction` handed out cannot say when it commits: a warning
+/// names the call site once.
 #[track_caller]
 fn connection_write<T, DB: sqlx::Database>(handle: &T, tables: &[&str]) -> bool {
     let ty = typeid::of::<T>();
@@ -618,13 +622,13 @@ fn connection_write<T, DB: sqlx::Database>(handle: &T, tables: &[&str]) -> bool 
     } else if ty == typeid::of::<&mut sqlx::pool::PoolConnection<DB>>() {
         // SAFETY: as above.
         unsafe { &**std::ptr::from_ref(handle).cast::<&mut sqlx::pool::PoolConnection<DB>>() }
+    } else if ty == typeid::of::<&mut sqlx::Transaction<'_, DB>>() {
+        // SAFETY: as above.
+        unsafe { &**std::ptr::from_ref(handle).cast::<&mut sqlx::Transaction<'_, DB>>() }
     } else {
         return false;
     };
-    if crate::transaction::register_on_connection(conn, tables) {
-        return true;
-    }
-    if conn.is_in_transaction() {
+    if conn.is_in_transaction() && !crate::transaction::register_on_connection(conn, tables) {
         warn_unbound_transaction(std::panic::Location::caller(), tables);
     }
     false
@@ -635,13 +639,15 @@ fn connection_write<T, DB: sqlx::Database>(handle: &T, tables: &[&str]) -> bool 
 fn warn_unbound_transaction(at: &'static std::panic::Location<'static>, tables: &[&str]) {
     static WARNED: std::sync::Mutex<Vec<&'static std::panic::Location<'static>>> =
         std::sync::Mutex::new(Vec::new());
-    let mut warned = WARNED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if warned.contains(&at) {
-        return;
+    {
+        let mut warned = WARNED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.contains(&at) {
+            return;
+        }
+        warned.push(at);
     }
-    warned.push(at);
     tracing::warn!(target: "cache_runtime", %at, ?tables,
         "#[invalidates] wrote through a connection inside a transaction the cache does not \
          know: it invalidates now, before COMMIT, and a read made in between may cache the \

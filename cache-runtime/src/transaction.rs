@@ -24,7 +24,9 @@ use crate::Cache;
 ///   right to. Writes made without the macro are registered with [`Transaction::written`].
 /// - So does one given the transaction's connection (`&mut *tx` as `&mut PgConnection`,
 ///   or as a generic executor or `impl Acquire`): the transaction binds its connection's
-///   address whenever it hands it out mutably, and the write looks the connection up.
+///   address whenever it hands it out mutably, and the write looks the connection up. An
+///   address cannot prove which transaction a connection is in, so such a write also
+///   invalidates as it returns: an extra miss, never a lost invalidation.
 /// - [`Transaction::commit`] commits, then invalidates the registered tables (when
 ///   `Settings::invalidate_on_write` is on). [`Transaction::rollback`], or dropping the
 ///   transaction without committing (SQLx then rolls it back), invalidates nothing.

@@ -189,7 +189,9 @@ async fn an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_i
         "users_an_invalidation_missed_during_an_outage_is_delivered_when_the_backend_is_back",
     ])
     .await; // the write committed; the bump fails
-    assert_eq!(a.stats().backend_errors, 1);
+    // At least: the other tests of this binary write too, and every write reaches every
+    // cache of the process, `a`'s down backend included.
+    assert!(a.stats().backend_errors >= 1, "{:?}", a.stats());
     assert_eq!(
         read(
             &a,

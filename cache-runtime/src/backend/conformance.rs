@@ -503,10 +503,16 @@ fn settings(namespace: &str) -> Settings {
     }
 }
 
+/// The table the suite reads, private to the namespace: a write reaches every cache of the
+/// process, and suites running side by side in one test binary must not see each other's.
+fn rows(cache: &Cache) -> String {
+    format!("rows.{}", cache.settings().namespace)
+}
+
 async fn read(cache: &Cache, value: &str) -> String {
     let key = cache.key(&SCOPE, &1_u32).expect("a u32 key serializes");
     cache
-        .get_or_load(key, &["rows"], Ttl::Forever, || async move {
+        .get_or_load(key, &[&rows(cache)], Ttl::Forever, || async move {
             Ok::<_, std::convert::Infallible>(value.to_owned())
         })
         .await
@@ -523,7 +529,7 @@ pub async fn cache_round_trip(backend: impl Backend, namespace: &str) {
         "old",
         "conformance: the second read must be served from the backend"
     );
-    cache.invalidate(&["rows"]).await;
+    cache.invalidate(&[&rows(&cache)]).await;
     assert_eq!(
         read(&cache, "new").await,
         "new",
@@ -555,7 +561,7 @@ pub async fn caches_share_invalidations(
         "old",
         "conformance: an entry stored through one cache must be served by another"
     );
-    a.invalidate(&["rows"]).await;
+    a.invalidate(&[&rows(&a)]).await;
     assert_eq!(
         read(&b, "new").await,
         "new",
@@ -565,15 +571,15 @@ pub async fn caches_share_invalidations(
     // A write that completes while a load runs: the load's result must not be served.
     let key = b.key(&SCOPE, &2_u32).expect("a u32 key serializes");
     let loaded = b
-        .get_or_load(key, &["rows"], Ttl::Forever, || async {
-            a.invalidate(&["rows"]).await;
+        .get_or_load(key, &[&rows(&b)], Ttl::Forever, || async {
+            a.invalidate(&[&rows(&a)]).await;
             Ok::<_, std::convert::Infallible>("read before the write".to_owned())
         })
         .await
         .unwrap_or_else(|e| match e {});
     assert_eq!(loaded, "read before the write");
     let after = b
-        .get_or_load(key, &["rows"], Ttl::Forever, || async {
+        .get_or_load(key, &[&rows(&b)], Ttl::Forever, || async {
             Ok::<_, std::convert::Infallible>("read after the write".to_owned())
         })
         .await
@@ -626,7 +632,7 @@ pub async fn corrupt_entries(cache: &Cache, raw: &dyn Backend) {
             "conformance: a corrupt entry must be deleted or replaced"
         );
         assert_eq!(read(&cache, "other").await, "loaded");
-        cache.invalidate(&["rows"]).await;
+        cache.invalidate(&[&rows(&cache)]).await;
     }
     let stats = cache.stats();
     assert_eq!(
