@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use cache_runtime::backend::{Backend, RedisBackend, RedisOptions};
+use cache_redis::{RedisBackend, RedisOptions};
+use cache_runtime::backend::Backend;
 use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cache_runtime::backend::{Backend, RedisBackend, RedisOptions, SharedBackend, conformance};
+use cache_redis::{RedisBackend, RedisOptions};
+use cache_runtime::backend::{Backend, SharedBackend, conformance};
 use cache_runtime::{Cache, KeyScope, Settings, Ttl, cached, invalidates};
 use cache_suite::{TempDb, database_url, in_ci, unique_suffix};
 use sqlx::SqlitePool;

@@ -75,8 +75,3 @@ pub use settings::{Settings, SettingsError};
 pub use stats::Stats;
 pub use transaction::Transaction;
 pub use ttl::{Ttl, TtlError};
-
-/// The README's examples, compiled and run as doctests (with the features they use).
-#[cfg(all(doctest, feature = "redis", feature = "conformance"))]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

@@ -1,7 +1,7 @@
 //! Storage behind a [`Cache`](crate::Cache): the [`Backend`] trait, the [`SharedBackend`]
-//! trait for backends many processes share, their in-memory implementations, the Redis one
-//! (feature `redis`) and the conformance suite every backend should pass (feature
-//! `conformance`).
+//! trait for backends many processes share, their in-memory implementations, and the
+//! conformance suite every backend should pass (feature `conformance`). The Redis backend
+//! is the `cache-redis` crate, built on these traits alone.
 //!
 //! A backend stores opaque bytes under string keys of the form `{namespace}:{hex key}`,
 //! with an optional storage TTL. It knows nothing of types: the cache wraps every value in
@@ -49,8 +49,6 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod memory;
-#[cfg(feature = "redis")]
-mod redis;
 
 use std::fmt;
 use std::time::Duration;
@@ -59,9 +57,6 @@ use std::time::Duration;
 /// `async fn` (the traits stay object-safe). A re-export of the `async-trait` crate's.
 pub use async_trait::async_trait;
 pub use memory::{MemoryBackend, SharedMemoryBackend};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{RedisBackend, RedisOptions};
 
 /// Where a [`Cache`](crate::Cache) built with
 /// [`Cache::with_backend`](crate::Cache::with_backend) keeps its entries.

@@ -1,8 +1,8 @@
 //! A Redis hit through the cache against a raw redis-rs `GET` of the same bytes, in one run.
 //!
-//! Run: `REDIS_URL=redis://127.0.0.1:6379 cargo bench -p cache-runtime --features redis
-//! --bench redis`. Without `REDIS_URL` it prints a skip message. The cache hit is one `MGET`
-//! (the entry and its table's version) plus decoding; compare `cache_hit` with `raw_get`
+//! Run: `REDIS_URL=redis://127.0.0.1:6379 cargo bench -p cache-redis --bench redis`.
+//! Without `REDIS_URL` it prints a skip message. The cache hit is one `MGET` (the entry and
+//! its table's version) plus decoding; compare `cache_hit` with `raw_get`
 //! (the same `ConnectionManager` kind the backend uses) and `raw_get_multiplexed`. The
 //! `backend_*` rows are the backend alone (its timeout and backoff around the same
 //! commands). A last `interleaved` line alternates the cache hit, the raw GET and the raw
@@ -13,10 +13,12 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cache_runtime::backend::{Backend, RedisBackend, RedisOptions, SharedBackend};
+use cache_redis::{RedisBackend, RedisOptions};
+use cache_runtime::backend::{Backend, SharedBackend};
 use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 use criterion::{Criterion, criterion_group, criterion_main};
 
+#[path = "../../cache-runtime/benches/support/mod.rs"]
 mod support;
 
 use support::row;

@@ -1,5 +1,10 @@
-//! `RedisBackend`: entries, table versions and per-table key tracking in Redis, so every
-//! app instance using one server (and one namespace) shares entries and invalidations.
+//! A Redis backend for [`cache_runtime`]: entries, table versions and per-table key
+//! tracking in Redis, so every app instance using one server (and one namespace) shares
+//! entries and invalidations.
+//!
+//! It is a crate of its own, built only on `cache-runtime`'s public
+//! [`SharedBackend`] trait: an application that does not use Redis compiles none of it, and
+//! a backend of your own has nothing less to work with.
 //!
 //! Key layout, for namespace `ns` (table names are percent-encoded, so `:` never appears
 //! in them and no two kinds of key, nor two tables, can share a name):
@@ -26,14 +31,16 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, RedisResult, Script};
 
-use super::{Backend, BackendError, Checked, SharedBackend, StoreOutcome, async_trait};
-use crate::Settings;
+use cache_runtime::Settings;
+use cache_runtime::backend::{
+    Backend, BackendError, Checked, SharedBackend, StoreOutcome, async_trait,
+};
 
 /// How a [`RedisBackend`] talks to Redis.
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_runtime::backend::RedisOptions;
+/// use cache_redis::RedisOptions;
 ///
 /// let options = RedisOptions::default()
 ///     .timeout(Duration::from_millis(100))
@@ -89,7 +96,7 @@ impl RedisOptions {
 /// A [`SharedBackend`] in Redis, shared by every app instance that uses the same server:
 /// entries, table versions and the keys each table tracks all live there, so a write
 /// through one instance makes the entries of every instance stale. Enter it with
-/// [`Cache::with_shared_backend`](crate::Cache::with_shared_backend).
+/// [`Cache::with_shared_backend`](cache_runtime::Cache::with_shared_backend).
 ///
 /// - A hit is one round trip (`MGET` of the entry and its tables' versions).
 /// - A miss reads the versions (a script), runs the query, then stores the entry only if
@@ -104,7 +111,7 @@ impl RedisOptions {
 /// stale entry fresh; it only makes that table's entries misses.
 ///
 /// ```no_run
-/// use cache_runtime::backend::RedisBackend;
+/// use cache_redis::RedisBackend;
 /// use cache_runtime::{Cache, Settings};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
