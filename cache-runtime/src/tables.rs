@@ -256,13 +256,39 @@ impl<T: TrackId> Tables<T> {
         names.iter().map(|n| self.get(n)).collect()
     }
 
-    pub(crate) fn all(&self) -> Vec<Arc<Table<T>>> {
-        self.map
+    /// The current versions of `names` (a read captures them before its query runs).
+    pub(crate) fn versions(&self, names: &[&str]) -> Vec<u64> {
+        names.iter().map(|n| self.get(n).version()).collect()
+    }
+
+    /// Bumps the table named `name` and hands over the keys it tracked; `None` for a table
+    /// this cache never saw (or forgot), which has nothing to make stale (see
+    /// [`Tables::existing`]). It is not created: writes to ever-new table names would push
+    /// the tables reads use out.
+    pub(crate) fn invalidate(&self, name: &str) -> Option<Tracked<T>> {
+        let table = self.existing(name)?;
+        table.bump();
+        Some(table.take())
+    }
+
+    /// Bumps every table and forgets what they tracked.
+    pub(crate) fn invalidate_all(&self) {
+        let all: Vec<Arc<Table<T>>> = self
+            .map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
-            .collect()
+            .collect();
+        for table in all {
+            table.bump();
+            drop(table.take());
+        }
+    }
+
+    /// How many keys the table named `name` tracks.
+    pub(crate) fn tracked(&self, name: &str) -> usize {
+        self.existing(name).map_or(0, |t| t.tracked())
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -92,53 +92,6 @@ impl MemoryBackend {
             entries: Arc::new(Entries::new(max_entries)),
         }
     }
-
-    /// How many entries are stored (expired ones included until they are read).
-    pub fn len(&self) -> usize {
-        self.entries.map.len()
-    }
-
-    /// Whether nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl fmt::Debug for MemoryBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryBackend")
-            .field("capacity", &self.entries.map.capacity())
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Backend for MemoryBackend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.entries.get(key))
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), BackendError> {
-        self.entries.set(key, value, ttl);
-        Ok(())
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
-        for key in keys {
-            self.entries.delete(key);
-        }
-        Ok(())
-    }
-
-    async fn clear_prefix(&self, prefix: &str) -> Result<(), BackendError> {
-        self.entries.clear_prefix(prefix);
-        Ok(())
-    }
 }
 
 /// An in-process [`SharedBackend`]: [`MemoryBackend`]'s entries, plus table versions and
@@ -185,16 +138,6 @@ impl SharedMemoryBackend {
         }
     }
 
-    /// How many entries are stored (expired ones included until they are read).
-    pub fn len(&self) -> usize {
-        self.entries.map.len()
-    }
-
-    /// Whether nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn tables(&self) -> MutexGuard<'_, HashMap<(String, String), TableState>> {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -219,42 +162,61 @@ fn table<'m>(
         })
 }
 
-impl fmt::Debug for SharedMemoryBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedMemoryBackend")
-            .field("capacity", &self.entries.map.capacity())
-            .finish_non_exhaustive()
-    }
-}
+/// What both in-memory backends share: their entries, as a [`Backend`].
+macro_rules! entries_backend {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// How many entries are stored (expired ones included until they are read).
+            pub fn len(&self) -> usize {
+                self.entries.map.len()
+            }
 
-#[async_trait]
-impl Backend for SharedMemoryBackend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.entries.get(key))
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), BackendError> {
-        self.entries.set(key, value, ttl);
-        Ok(())
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
-        for key in keys {
-            self.entries.delete(key);
+            /// Whether nothing is stored.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
         }
-        Ok(())
-    }
 
-    async fn clear_prefix(&self, prefix: &str) -> Result<(), BackendError> {
-        self.entries.clear_prefix(prefix);
-        Ok(())
-    }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("capacity", &self.entries.map.capacity())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        #[async_trait]
+        impl Backend for $name {
+            async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+                Ok(self.entries.get(key))
+            }
+
+            async fn set(
+                &self,
+                key: &str,
+                value: Vec<u8>,
+                ttl: Option<Duration>,
+            ) -> Result<(), BackendError> {
+                self.entries.set(key, value, ttl);
+                Ok(())
+            }
+
+            async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
+                for key in keys {
+                    self.entries.delete(key);
+                }
+                Ok(())
+            }
+
+            async fn clear_prefix(&self, prefix: &str) -> Result<(), BackendError> {
+                self.entries.clear_prefix(prefix);
+                Ok(())
+            }
+        }
+    )*};
 }
+
+entries_backend!(MemoryBackend, SharedMemoryBackend);
 
 #[async_trait]
 impl SharedBackend for SharedMemoryBackend {

@@ -88,13 +88,7 @@ impl Store for MemoryStore {
     }
 
     async fn capture(&self, _: &Core, tables: &[&str]) -> Captured {
-        Captured::known(
-            self.tables
-                .resolve(tables)
-                .iter()
-                .map(|t| t.version())
-                .collect(),
-        )
+        Captured::known(self.tables.versions(tables))
     }
 
     async fn store<V: CacheValue>(
@@ -152,16 +146,11 @@ impl Store for MemoryStore {
     /// later stores drain a few at a time.
     fn invalidate_local(&self, core: &Core, names: &[&str], named: bool) -> Remote {
         for name in names {
-            // A table this cache never saw (or forgot) has nothing to make stale: no read
-            // captured it, and a read that does later runs after this write. Creating it
-            // here would let writes to ever-new table names push real tables out.
-            let table = self.tables.existing(name);
-            if named || table.is_some() {
+            let tracked = self.tables.invalidate(name);
+            if named || tracked.is_some() {
                 core.counters.bump(Counter::Invalidations);
             }
-            let Some(table) = table else { continue };
-            table.bump();
-            let tracked = table.take();
+            let Some(tracked) = tracked else { continue };
             if !tracked.is_empty() {
                 self.sweep
                     .lock()
@@ -175,10 +164,7 @@ impl Store for MemoryStore {
     async fn invalidate_remote(&self, _: &Core, _: &[&str], _: Remote) {}
 
     async fn clear(&self, _: &Core) {
-        for table in self.tables.all() {
-            table.bump();
-            drop(table.take());
-        }
+        self.tables.invalidate_all();
         self.sweep
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -195,7 +181,7 @@ impl Store for MemoryStore {
     }
 
     fn tracked_keys(&self, table: &str) -> usize {
-        self.tables.existing(table).map_or(0, |t| t.tracked())
+        self.tables.tracked(table)
     }
 
     fn table_count(&self) -> usize {

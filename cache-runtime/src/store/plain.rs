@@ -74,13 +74,7 @@ impl Store for PlainStore {
     }
 
     async fn capture(&self, _: &Core, tables: &[&str]) -> Captured {
-        Captured::known(
-            self.tables
-                .resolve(tables)
-                .iter()
-                .map(|t| t.version())
-                .collect(),
-        )
+        Captured::known(self.tables.versions(tables))
     }
 
     async fn store<V: CacheValue>(
@@ -128,16 +122,12 @@ impl Store for PlainStore {
     fn invalidate_local(&self, core: &Core, names: &[&str], named: bool) -> Remote {
         let mut remote = Remote::default();
         for name in names {
-            // A table this cache never saw (or forgot) has nothing to make stale: no read
-            // captured it, and a read that does later runs after this write. Creating it
-            // here would let writes to ever-new table names push real tables out.
-            let table = self.tables.existing(name);
-            if named || table.is_some() {
+            let tracked = self.tables.invalidate(name);
+            if named || tracked.is_some() {
                 core.counters.bump(Counter::Invalidations);
             }
-            let Some(table) = table else { continue };
-            table.bump();
-            remote.delete.extend(table.take().into_oldest_first());
+            let Some(tracked) = tracked else { continue };
+            remote.delete.extend(tracked.into_oldest_first());
         }
         remote
     }
@@ -147,10 +137,7 @@ impl Store for PlainStore {
     }
 
     async fn clear(&self, core: &Core) {
-        for table in self.tables.all() {
-            table.bump();
-            drop(table.take());
-        }
+        self.tables.invalidate_all();
         if let Err(e) = self.backend.clear_prefix(&core.prefix).await {
             core.backend_error("clear", &e);
         }
@@ -165,7 +152,7 @@ impl Store for PlainStore {
     }
 
     fn tracked_keys(&self, table: &str) -> usize {
-        self.tables.existing(table).map_or(0, |t| t.tracked())
+        self.tables.tracked(table)
     }
 
     fn table_count(&self) -> usize {
