@@ -41,6 +41,35 @@ macro_rules! transaction_tests {
             }
         }
 
+        /// The read every cached function below runs, through whichever executor it has.
+        async fn select_user<'e>(
+            db: impl sqlx::Executor<'e, Database = Db>,
+            t: &Names,
+            id: i64,
+        ) -> sqlx::Result<Option<User>> {
+            let row: Option<(i64, String)> =
+                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(db)
+                    .await?;
+            Ok(row.map(|(id, name)| User { id, name }))
+        }
+
+        /// The write every `rename*` function below runs: the rows it changed.
+        async fn update_name<'e>(
+            db: impl sqlx::Executor<'e, Database = Db>,
+            t: &Names,
+            id: i64,
+            name: &str,
+        ) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(db)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
         #[cached(ttl = true)]
         async fn find_user(
             pool: &Pool<Db>,
@@ -48,12 +77,7 @@ macro_rules! transaction_tests {
             t: &Names,
             id: i64,
         ) -> sqlx::Result<Option<User>> {
-            let row: Option<(i64, String)> =
-                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await?;
-            Ok(row.map(|(id, name)| User { id, name }))
+            select_user(pool, t, id).await
         }
 
         /// The same read through a transaction (same key space: `tx` is not keyed).
@@ -64,12 +88,7 @@ macro_rules! transaction_tests {
             t: &Names,
             id: i64,
         ) -> sqlx::Result<Option<User>> {
-            let row: Option<(i64, String)> =
-                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            Ok(row.map(|(id, name)| User { id, name }))
+            select_user(&mut **tx, t, id).await
         }
 
         /// The same read through a connection, however it arrives: `&mut *tx`, a generic
@@ -82,12 +101,7 @@ macro_rules! transaction_tests {
             t: &Names,
             id: i64,
         ) -> sqlx::Result<Option<User>> {
-            let row: Option<(i64, String)> =
-                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                    .bind(id)
-                    .fetch_optional(conn)
-                    .await?;
-            Ok(row.map(|(id, name)| User { id, name }))
+            select_user(conn, t, id).await
         }
 
         #[cached(ttl = true)]
@@ -100,12 +114,7 @@ macro_rules! transaction_tests {
         where
             E: sqlx::Executor<'e, Database = Db>,
         {
-            let row: Option<(i64, String)> =
-                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                    .bind(id)
-                    .fetch_optional(db)
-                    .await?;
-            Ok(row.map(|(id, name)| User { id, name }))
+            select_user(db, t, id).await
         }
 
         #[cached(ttl = true)]
@@ -115,12 +124,7 @@ macro_rules! transaction_tests {
             t: &Names,
             id: i64,
         ) -> sqlx::Result<Option<User>> {
-            let row: Option<(i64, String)> =
-                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                    .bind(id)
-                    .fetch_optional(db)
-                    .await?;
-            Ok(row.map(|(id, name)| User { id, name }))
+            select_user(db, t, id).await
         }
 
         #[cached(ttl = true)]
@@ -131,12 +135,7 @@ macro_rules! transaction_tests {
             id: i64,
         ) -> sqlx::Result<Option<User>> {
             let mut conn = db.acquire().await?;
-            let row: Option<(i64, String)> =
-                sqlx::query_as(t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            Ok(row.map(|(id, name)| User { id, name }))
+            select_user(&mut *conn, t, id).await
         }
 
         /// Registers `users` on the transaction; invalidates after its COMMIT.
@@ -147,12 +146,7 @@ macro_rules! transaction_tests {
             id: i64,
             name: &str,
         ) -> sqlx::Result<u64> {
-            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                .bind(name)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-            Ok(done.rows_affected())
+            update_name(&mut **tx, t, id, name).await
         }
 
         #[invalidates(User)]
@@ -196,12 +190,7 @@ macro_rules! transaction_tests {
             id: i64,
             name: &str,
         ) -> sqlx::Result<u64> {
-            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                .bind(name)
-                .bind(id)
-                .execute(conn)
-                .await?;
-            Ok(done.rows_affected())
+            update_name(conn, t, id, name).await
         }
 
         #[invalidates(User)]
@@ -209,12 +198,7 @@ macro_rules! transaction_tests {
         where
             E: sqlx::Executor<'e, Database = Db>,
         {
-            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                .bind(name)
-                .bind(id)
-                .execute(db)
-                .await?;
-            Ok(done.rows_affected())
+            update_name(db, t, id, name).await
         }
 
         #[invalidates(User)]
@@ -224,12 +208,7 @@ macro_rules! transaction_tests {
             id: i64,
             name: &str,
         ) -> sqlx::Result<u64> {
-            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                .bind(name)
-                .bind(id)
-                .execute(db)
-                .await?;
-            Ok(done.rows_affected())
+            update_name(db, t, id, name).await
         }
 
         #[invalidates(User)]
@@ -240,12 +219,7 @@ macro_rules! transaction_tests {
             name: &str,
         ) -> sqlx::Result<u64> {
             let mut conn = db.acquire().await?;
-            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                .bind(name)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            Ok(done.rows_affected())
+            update_name(&mut *conn, t, id, name).await
         }
 
         /// A repository built over a transaction's connection.
@@ -259,24 +233,14 @@ macro_rules! transaction_tests {
         impl Repo<'_> {
             #[invalidates(User, cache = self.cache)]
             async fn rename(&mut self, id: i64, name: &str) -> sqlx::Result<u64> {
-                let done = sqlx::query(self.t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                    .bind(name)
-                    .bind(id)
-                    .execute(&mut *self.conn)
-                    .await?;
-                Ok(done.rows_affected())
+                update_name(&mut *self.conn, self.t, id, name).await
             }
 
             /// Keyed by `self_key`: the connection is still asked whether it is inside
             /// a transaction.
             #[cached(ttl = true, self_key = self.tenant, cache = self.cache)]
             async fn find(&mut self, id: i64) -> sqlx::Result<Option<User>> {
-                let row: Option<(i64, String)> =
-                    sqlx::query_as(self.t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                        .bind(id)
-                        .fetch_optional(&mut *self.conn)
-                        .await?;
-                Ok(row.map(|(id, name)| User { id, name }))
+                select_user(&mut *self.conn, self.t, id).await
             }
         }
 
@@ -303,12 +267,7 @@ macro_rules! transaction_tests {
             #[cached(ttl = true, self_key = self.tenant, cache = self.cache)]
             async fn find(&mut self, id: i64) -> sqlx::Result<Option<User>> {
                 let _ = self.db.label();
-                let row: Option<(i64, String)> =
-                    sqlx::query_as(self.t.sql("SELECT id, name FROM {users} WHERE id = ?"))
-                        .bind(id)
-                        .fetch_optional(&mut *self.db.conn)
-                        .await?;
-                Ok(row.map(|(id, name)| User { id, name }))
+                select_user(&mut *self.db.conn, self.t, id).await
             }
         }
 
