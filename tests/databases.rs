@@ -125,6 +125,16 @@ macro_rules! scenarios {
             .await
         }
 
+        /// The UPDATE of the `rename*` writes, without invalidating: the rows it changed.
+        async fn update_name(pool: &Pool<Db>, t: &Names, id: i64, name: &str) -> sqlx::Result<u64> {
+            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
+                .bind(name)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
         #[invalidates(User)]
         async fn rename(
             pool: &Pool<Db>,
@@ -133,12 +143,7 @@ macro_rules! scenarios {
             id: i64,
             name: &str,
         ) -> sqlx::Result<u64> {
-            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                .bind(name)
-                .bind(id)
-                .execute(pool)
-                .await?;
-            Ok(done.rows_affected())
+            update_name(pool, t, id, name).await
         }
 
         #[invalidates(User)]
@@ -167,13 +172,9 @@ macro_rules! scenarios {
             id: i64,
             name: &str,
         ) -> sqlx::Result<u64> {
-            let done = sqlx::query(t.sql("UPDATE {users} SET name = ? WHERE id = ?"))
-                .bind(name)
-                .bind(id)
-                .execute(pool)
-                .await?;
+            let done = update_name(pool, t, id, name).await?;
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            Ok(done.rows_affected())
+            Ok(done)
         }
 
         #[invalidates(Post)]
