@@ -16,6 +16,16 @@ fn read(row: &Row) -> String {
     row.lock().unwrap().clone()
 }
 
+/// `row`, read through `cache` under key `id` of `table`.
+async fn read_through(cache: &Cache, row: &Row, table: &str, id: i64) -> String {
+    cache
+        .get_or_load(key(cache, id), &[table], Ttl::Forever, || async {
+            Ok::<_, Infallible>(read(row))
+        })
+        .await
+        .unwrap()
+}
+
 /// Mechanism: versions are captured *before* the load and compared on read (and before
 /// storing). Without them the paused reader stores "old" after the invalidation and every
 /// later read is served "old".
@@ -259,17 +269,7 @@ async fn a_forgotten_table_never_lets_a_stale_entry_look_fresh() {
     })
     .unwrap();
     let row: Row = Arc::new(Mutex::new("old".into()));
-    let read_as = |table: &'static str, id: i64| {
-        let (cache, row) = (cache.clone(), row.clone());
-        async move {
-            cache
-                .get_or_load(key(&cache, id), &[table], Ttl::Forever, || async move {
-                    Ok::<_, Infallible>(read(&row))
-                })
-                .await
-                .unwrap()
-        }
-    };
+    let read_as = |table: &'static str, id: i64| read_through(&cache, &row, table, id);
     assert_eq!(read_as("forgotten_a", 1).await, "old");
     read_as("forgotten_b", 2).await;
     read_as("forgotten_c", 3).await; // `forgotten_a` is forgotten
@@ -340,17 +340,7 @@ async fn a_table_met_again_never_reuses_a_version() {
     .unwrap();
     let elsewhere = cache_runtime::Cache::new(cache_runtime::Settings::default()).unwrap();
     let row: Row = Arc::new(Mutex::new("old".into()));
-    let read_as = |table: &'static str, id: i64| {
-        let (cache, row) = (cache.clone(), row.clone());
-        async move {
-            cache
-                .get_or_load(key(&cache, id), &[table], Ttl::Forever, || async move {
-                    Ok::<_, Infallible>(read(&row))
-                })
-                .await
-                .unwrap()
-        }
-    };
+    let read_as = |table: &'static str, id: i64| read_through(&cache, &row, table, id);
     for round in 0..5 {
         *row.lock().unwrap() = format!("v{round}");
         elsewhere.invalidate(&["reused_a"]).await;
