@@ -58,12 +58,6 @@ pub(crate) fn receiver(sig: &Signature) -> Option<&Receiver> {
     }
 }
 
-/// Whether the body may move or mutate `self` while a borrow of it is held: `&mut self`,
-/// or `self` by value.
-pub(crate) fn receiver_is_exclusive(receiver: &Receiver) -> bool {
-    receiver.reference.is_none() || receiver.mutability.is_some()
-}
-
 fn strip_groups(mut ty: &Type) -> &Type {
     loop {
         match ty {

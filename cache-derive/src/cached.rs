@@ -11,7 +11,7 @@ use crate::args::{self, CacheParam, Role};
 use crate::attr::{self, Attr};
 use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
-use crate::expand::{Private, fake_return_edge, local, with_original};
+use crate::expand::{CacheBinding, Private, bind_cache, fake_return_edge, local, with_original};
 use crate::receiver::{self, FieldPath};
 use crate::{fingerprint, ttl};
 
@@ -360,7 +360,6 @@ fn generate(f: &CachedFn) -> TokenStream {
     let private = Private;
     // Mixed-site hygiene: the body (moved inside) never sees these, whatever its names.
     let cache_var = local("__cache");
-    let owned_var = local("__cache_owned");
     let ttl_var = local("__ttl");
     let tables_var = local("__tables");
     let call_var = local("__call");
@@ -375,24 +374,11 @@ fn generate(f: &CachedFn) -> TokenStream {
     };
     let code = fingerprint::of(&f.args.tokens, &quote!(#sig #block));
 
-    // A cache borrowed from `self` or taken by value is cloned (an `Arc` increment) when
-    // the body may move or mutate what it is borrowed from.
-    let exclusive_self = args::receiver(sig).is_some_and(args::receiver_is_exclusive);
-    let cache = match (&f.args.cache, f.cache_param) {
-        (Some(expr), _) if exclusive_self => quote_spanned! {expr.span()=>
-            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#expr);
-            let #cache_var: &#private::Cache = &#owned_var;
-        },
-        (Some(expr), _) => quote_spanned! {expr.span()=>
-            let #cache_var: &#private::Cache = #expr;
-        },
-        (None, Some(param)) if param.by_value => quote! {
-            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#param);
-            let #cache_var: &#private::Cache = &#owned_var;
-        },
-        (None, Some(param)) => quote!(let #cache_var: &#private::Cache = #param;),
-        (None, None) => quote!(let #cache_var: &#private::Cache = #private::global();),
-    };
+    // The hit path borrows the cache; only a miss, which runs the body, owns a clone.
+    let CacheBinding {
+        borrow: cache,
+        own: own_cache,
+    } = bind_cache(f.args.cache.as_ref(), f.cache_param);
 
     let ttl = match &f.args.ttl {
         Some(tokens) => tokens.clone(),
@@ -485,6 +471,7 @@ fn generate(f: &CachedFn) -> TokenStream {
                 {
                     return #hit_var;
                 }
+                #own_cache
                 (&#private::Hit::<#output>::new())
                     .load(#cache_var, #call_var, #tables_var, #ttl_var, #loader)
                     .await

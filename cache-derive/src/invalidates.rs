@@ -10,7 +10,7 @@ use crate::args::{self, Role};
 use crate::attr::{self, Attr};
 use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
-use crate::expand::{Private, fake_return_edge, local, with_original};
+use crate::expand::{CacheBinding, Private, bind_cache, fake_return_edge, local, with_original};
 use crate::receiver::{self, FieldPath};
 
 const MACRO: &str = "#[invalidates]";
@@ -205,7 +205,6 @@ fn generate(write: &Write) -> TokenStream {
     } = write;
     let private = Private;
     let cache_var = local("__cache");
-    let owned_var = local("__cache_owned");
     let output_var = local("__output");
     let tables_var = local("__tables");
     let deferred_var = local("__deferred");
@@ -221,20 +220,10 @@ fn generate(write: &Write) -> TokenStream {
         None => TokenStream::new(),
     };
 
-    // A cache borrowed from the arguments (`cache = &self.cache`, `cache: Cache`) is cloned
-    // (an `Arc` increment) before the body runs: the body may take the arguments by value
-    // or mutably (`&mut self`), which a borrow held across it would forbid.
-    let cache = match (&args.cache, args::cache_param(sig)) {
-        (Some(expr), _) => quote_spanned! {expr.span()=>
-            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#expr);
-            let #cache_var: &#private::Cache = &#owned_var;
-        },
-        (None, Some(param)) => quote! {
-            let #owned_var: #private::Cache = <#private::Cache as ::core::clone::Clone>::clone(#param);
-            let #cache_var: &#private::Cache = &#owned_var;
-        },
-        (None, None) => quote!(let #cache_var: &#private::Cache = #private::global();),
-    };
+    // The body runs while the write guard holds the cache: own it when it is borrowed from
+    // what the body may move or mutate.
+    let CacheBinding { borrow, own } = bind_cache(args.cache.as_ref(), args::cache_param(sig));
+    let cache = quote!(#borrow #own);
 
     let tables = args.targets.iter().map(|t| match t {
         Target::Name(lit) => lit.to_token_stream(),
