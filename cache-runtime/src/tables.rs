@@ -252,8 +252,11 @@ impl<T: TrackId> Tables<T> {
             .cloned()
     }
 
-    pub(crate) fn resolve(&self, names: &[&str]) -> Vec<Arc<Table<T>>> {
-        names.iter().map(|n| self.get(n)).collect()
+    /// The tables named `names`, or `None` when one of them is not known (any more): a
+    /// store after a load finds the tables its capture met, without meeting a forgotten
+    /// one anew (it was bumped on the way out: the load's entry is stale anyway).
+    pub(crate) fn existing_all(&self, names: &[&str]) -> Option<Vec<Arc<Table<T>>>> {
+        names.iter().map(|n| self.existing(n)).collect()
     }
 
     /// The current versions of `names` (a read captures them before its query runs).

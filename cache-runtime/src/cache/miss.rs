@@ -12,6 +12,7 @@ use crate::flight::{Role, Shared, State};
 use crate::key::Key;
 use crate::output::LoadOutput;
 use crate::stats::Counter;
+use crate::store::Captured;
 
 impl Cache {
     /// Everything but a hit that needs no waiting: a remote lookup, then the load; or the
@@ -87,8 +88,8 @@ impl Cache {
                     };
                 }
                 // The loader of this key asked for its own key: waiting would be waiting
-                // for itself.
-                Role::Alone => return self.load_alone(key, tables, ttl, loader).await,
+                // for itself. Nothing was awaited since the capture: it still holds.
+                Role::Alone => return self.run_alone(key, tables, ttl, &captured, loader).await,
                 Role::Waiter(flight) => match flight.wait(flight.deadline(max_wait)).await {
                     State::Done(shared) => {
                         if let Some(value) = shared.downcast_ref::<O::Value>() {
@@ -124,19 +125,36 @@ impl Cache {
         }
     }
 
-    /// Runs `loader` without joining a flight and stores its value.
+    /// Captures the versions anew (after a wait), then [`Cache::run_alone`].
     async fn load_alone<O, F, Fut>(&self, key: Key, tables: &[&str], ttl: Ttl, loader: F) -> O
     where
         O: LoadOutput,
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
+        let captured = self.inner.store.capture(&self.inner.core, tables).await;
+        self.run_alone(key, tables, ttl, &captured, loader).await
+    }
+
+    /// Runs `loader` without joining a flight and stores its value under `captured`.
+    async fn run_alone<O, F, Fut>(
+        &self,
+        key: Key,
+        tables: &[&str],
+        ttl: Ttl,
+        captured: &Captured,
+        loader: F,
+    ) -> O
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
         let (core, store) = (&self.inner.core, &self.inner.store);
-        let captured = store.capture(core, tables).await;
         core.counters.bump(Counter::Loads);
         match loader().await.into_value() {
             Ok(value) => {
-                store.store(core, key, tables, &captured, ttl, &value).await;
+                store.store(core, key, tables, captured, ttl, &value).await;
                 O::from_value(value)
             }
             Err(output) => output,

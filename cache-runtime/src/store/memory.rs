@@ -100,8 +100,11 @@ impl Store for MemoryStore {
         ttl: Ttl,
         value: &V,
     ) {
-        let tables = self.tables.resolve(names);
-        // A write completed during the load: the entry would be stale on arrival.
+        // A write completed during the load, or a table was forgotten: the entry would be
+        // stale on arrival.
+        let Some(tables) = self.tables.existing_all(names) else {
+            return;
+        };
         if !captured.current(&tables) {
             return;
         }
