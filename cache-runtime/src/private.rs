@@ -470,6 +470,9 @@ pub fn ttl_or_default(cache: &Cache, entity: Option<Ttl>) -> Ttl {
 /// body panicked or its future was dropped once started (a client that went away, a
 /// timeout), when the guard is dropped. An extra miss is harmless; a missed invalidation is
 /// not.
+///
+/// [`Transaction::commit`](crate::Transaction::commit) holds one across `COMMIT` the same
+/// way: dropped with `COMMIT` in flight, it invalidates, since the server may have committed.
 pub struct WriteGuard<'a> {
     cache: &'a Cache,
     tables: &'a [&'a str],

@@ -10,6 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use sqlx::Database;
 
 use crate::Cache;
+use crate::__private::WriteGuard;
 
 /// A database transaction that remembers which tables it wrote and invalidates them in its
 /// [`Cache`] after `COMMIT` succeeds.
@@ -309,17 +310,11 @@ impl<'c, DB: Database> Transaction<'c, DB> {
         let written = std::mem::take(&mut *lock(&written));
         let tables: Vec<&str> = written.tables.iter().map(|t| &**t).collect();
         let Some(parent) = parent else {
-            let invalidate = !tables.is_empty() && cache.settings().invalidate_on_write;
-            let mut guard = CommitGuard {
-                cache: &cache,
-                tables: &tables,
-                armed: invalidate,
-            };
+            // Armed before `COMMIT`: when this future is dropped with `COMMIT` in flight, the
+            // server may have committed, and the guard invalidates from its drop.
+            let guard = WriteGuard::new(&cache, &tables, tables.is_empty());
             let result = tx.commit().await;
-            guard.armed = false;
-            if invalidate {
-                cache.invalidate(&tables).await;
-            }
+            guard.finish().await;
             return result;
         };
         // Handed over first: a release that fails or is cancelled half-way may still have
@@ -337,25 +332,6 @@ impl<'c, DB: Database> Transaction<'c, DB> {
     /// The [`sqlx::Error`] of `ROLLBACK`.
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         self.tx.rollback().await
-    }
-}
-
-/// Invalidates when dropped armed, i.e. when the `commit` future is cancelled while
-/// `COMMIT` is in flight: the server may have committed, and nothing would invalidate.
-struct CommitGuard<'a> {
-    cache: &'a Cache,
-    tables: &'a [&'a str],
-    armed: bool,
-}
-
-impl Drop for CommitGuard<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        // Nothing can be awaited here: the local part (every cache's table versions and
-        // in-memory entries) happens now, a shared backend's bump in a spawned task.
-        self.cache.invalidate_now(self.tables);
     }
 }
 
