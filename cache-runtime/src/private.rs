@@ -187,26 +187,31 @@ impl<'a, T: ?Sized> KeyedParam<'a, T> for Arg<'a, T> {
 
 /// Whether a handle of type `T` (an executor or `Acquire` over `DB`) may be inside a
 /// transaction, told by its concrete type, even in a generic function: a pool never is, a
-/// connection says, a transaction always is, and an executor of any other type (a wrapper
-/// this crate does not know) is assumed to be.
+/// connection says, and an executor of any other type (a wrapper this crate does not know)
+/// is assumed to be.
 fn handle_state<T, DB: sqlx::Database>(handle: &T) -> bool {
-    let ty = typeid::of::<T>();
-    if ty == typeid::of::<&sqlx::Pool<DB>>() {
+    if typeid::of::<T>() == typeid::of::<&sqlx::Pool<DB>>() {
         return false;
     }
+    as_connection::<T, DB>(handle).is_none_or(sqlx::Connection::is_in_transaction)
+}
+
+/// The connection a handle of type `T` is, told by its concrete type: `&mut
+/// DB::Connection`, `&mut PoolConnection<DB>` or `&mut sqlx::Transaction<DB>`.
+fn as_connection<T, DB: sqlx::Database>(handle: &T) -> Option<&DB::Connection> {
+    let ty = typeid::of::<T>();
+    let handle = std::ptr::from_ref(handle);
+    // SAFETY (each arm): `T` is the type cast to, up to lifetimes, which do not change a
+    // type's layout; the reference read here does not outlive `handle`.
     if ty == typeid::of::<&mut DB::Connection>() {
-        // SAFETY: `T` is `&mut DB::Connection`, up to lifetimes, which do not change a
-        // type's layout; the reference read here does not outlive `handle`.
-        let conn = unsafe { &*std::ptr::from_ref(handle).cast::<&mut DB::Connection>() };
-        return conn.is_in_transaction();
+        Some(unsafe { &**handle.cast::<&mut DB::Connection>() })
+    } else if ty == typeid::of::<&mut sqlx::pool::PoolConnection<DB>>() {
+        Some(unsafe { &**handle.cast::<&mut sqlx::pool::PoolConnection<DB>>() })
+    } else if ty == typeid::of::<&mut sqlx::Transaction<'_, DB>>() {
+        Some(unsafe { &**handle.cast::<&mut sqlx::Transaction<'_, DB>>() })
+    } else {
+        None
     }
-    if ty == typeid::of::<&mut sqlx::pool::PoolConnection<DB>>() {
-        // SAFETY: as above.
-        let conn =
-            unsafe { &*std::ptr::from_ref(handle).cast::<&mut sqlx::pool::PoolConnection<DB>>() };
-        return conn.is_in_transaction();
-    }
-    true
 }
 
 /// SQLx handles (and caches) a cached function may take by value or behind a pointer.
@@ -617,18 +622,7 @@ impl<'c, T: sqlx::Acquire<'c>> AcquireTxWrite for &TxWrite<'_, T> {
 /// names the call site once.
 #[track_caller]
 fn connection_write<T, DB: sqlx::Database>(handle: &T, tables: &[&str]) -> bool {
-    let ty = typeid::of::<T>();
-    let conn: &DB::Connection = if ty == typeid::of::<&mut DB::Connection>() {
-        // SAFETY: `T` is `&mut DB::Connection`, up to lifetimes, which do not change a
-        // type's layout; the reference read here does not outlive `handle`.
-        unsafe { &**std::ptr::from_ref(handle).cast::<&mut DB::Connection>() }
-    } else if ty == typeid::of::<&mut sqlx::pool::PoolConnection<DB>>() {
-        // SAFETY: as above.
-        unsafe { &**std::ptr::from_ref(handle).cast::<&mut sqlx::pool::PoolConnection<DB>>() }
-    } else if ty == typeid::of::<&mut sqlx::Transaction<'_, DB>>() {
-        // SAFETY: as above.
-        unsafe { &**std::ptr::from_ref(handle).cast::<&mut sqlx::Transaction<'_, DB>>() }
-    } else {
+    let Some(conn) = as_connection::<T, DB>(handle) else {
         return false;
     };
     if conn.is_in_transaction() && !crate::transaction::register_on_connection(conn, tables) {
