@@ -9,8 +9,8 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use sqlx::Database;
 
-use crate::Cache;
 use crate::__private::WriteGuard;
+use crate::Cache;
 
 /// A database transaction that remembers which tables it wrote and invalidates them in its
 /// [`Cache`] after `COMMIT` succeeds.

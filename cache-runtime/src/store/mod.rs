@@ -76,6 +76,21 @@ impl Core {
             "cache backend failed; running the query instead");
     }
 
+    /// Deletes remote entries; a failure is counted and logged (the entries are stale or
+    /// unusable anyway: deleting only frees room).
+    pub(crate) async fn delete_remote(
+        &self,
+        backend: &dyn crate::backend::Backend,
+        names: &[String],
+    ) {
+        if names.is_empty() {
+            return;
+        }
+        if let Err(e) = backend.delete(names).await {
+            self.backend_error("delete", &e);
+        }
+    }
+
     pub(crate) fn decode_error(&self, key: &Key, error: &dyn fmt::Display) {
         self.counters.bump(Counter::DecodeErrors);
         tracing::warn!(target: "cache_runtime", key = %key, error = %error,
@@ -340,5 +355,16 @@ impl Fault {
         if let Fault::Counted(counter) = self {
             counters.bump(counter);
         }
+    }
+
+    /// Counts the fault and deletes the remote entry `name` that had it: the read is a miss.
+    pub(crate) async fn discard(
+        self,
+        core: &Core,
+        backend: &dyn crate::backend::Backend,
+        name: String,
+    ) {
+        self.count(&core.counters);
+        core.delete_remote(backend, &[name]).await;
     }
 }

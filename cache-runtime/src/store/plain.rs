@@ -24,13 +24,8 @@ impl PlainStore {
     }
 
     async fn delete(&self, core: &Core, keys: &[Key]) {
-        if keys.is_empty() {
-            return;
-        }
         let names: Vec<String> = keys.iter().map(|k| core.remote_key(k)).collect();
-        if let Err(e) = self.backend.delete(&names).await {
-            core.backend_error("delete", &e);
-        }
+        core.delete_remote(&*self.backend, &names).await;
     }
 }
 
@@ -66,10 +61,7 @@ impl Store for PlainStore {
             }
             Err(fault) => fault,
         };
-        fault.count(&core.counters);
-        if let Err(e) = self.backend.delete(&[name]).await {
-            core.backend_error("delete", &e);
-        }
+        fault.discard(core, &*self.backend, name).await;
         None
     }
 

@@ -117,10 +117,7 @@ impl Store for SharedStore {
             },
             Err(fault) => fault,
         };
-        fault.count(&core.counters);
-        if let Err(e) = self.backend.delete(&[name]).await {
-            core.backend_error("delete", &e);
-        }
+        fault.discard(core, &*self.backend, name).await;
         None
     }
 
