@@ -145,7 +145,7 @@ pub(crate) struct Tables<T> {
     /// process does not share never matches by accident.
     clock: Arc<AtomicU64>,
     /// What forgotten tables tracked: their entries are stale, and a sweep deletes them.
-    forgotten: Mutex<Vec<Tracked<T>>>,
+    forgotten: Backlog<Tracked<T>>,
     forgotten_count: AtomicU64,
 }
 
@@ -160,7 +160,7 @@ impl<T: TrackId> Tables<T> {
             max_keys,
             max_tables: max_tables.max(1),
             clock: Arc::new(AtomicU64::new(epoch)),
-            forgotten: Mutex::new(Vec::new()),
+            forgotten: Backlog::default(),
             forgotten_count: AtomicU64::new(0),
         }
     }
@@ -217,10 +217,7 @@ impl<T: TrackId> Tables<T> {
             map.remove(&table.name);
             table.bump();
             let tracked = table.take();
-            self.forgotten
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(tracked);
+            self.forgotten.push(tracked);
             self.forgotten_count.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -233,12 +230,12 @@ impl<T: TrackId> Tables<T> {
 
     /// The tracked reads of forgotten tables: their entries are stale and may be deleted.
     pub(crate) fn take_forgotten(&self) -> Vec<Tracked<T>> {
-        std::mem::take(
-            &mut *self
-                .forgotten
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        self.forgotten.take()
+    }
+
+    /// Whether no forgotten table's reads wait to be deleted (one atomic load).
+    pub(crate) fn nothing_forgotten(&self) -> bool {
+        self.forgotten.is_empty()
     }
 
     /// The table named `name`, if this cache knows it. A table it does not know has no
@@ -299,5 +296,48 @@ impl<T: TrackId> Tables<T> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+/// Work that writers hand to later stores (reads whose entries are stale): a list whose
+/// empty case, the usual one, costs a store one atomic load and no lock.
+pub(crate) struct Backlog<T> {
+    /// Whether `items` is non-empty; written under its lock.
+    any: AtomicBool,
+    items: Mutex<Vec<T>>,
+}
+
+impl<T> Default for Backlog<T> {
+    fn default() -> Backlog<T> {
+        Backlog {
+            any: AtomicBool::new(false),
+            items: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> Backlog<T> {
+    pub(crate) fn push(&self, item: T) {
+        self.with(|items| items.push(item));
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.any.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn take(&self) -> Vec<T> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        self.with(std::mem::take)
+    }
+
+    /// Runs `f` on the items, under the lock.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = f(&mut items);
+        self.any.store(!items.is_empty(), Ordering::Release);
+        result
     }
 }

@@ -1,14 +1,13 @@
 //! The in-memory mode: decoded values in a [`ClockMap`], table versions in process, and
 //! the sweep that deletes invalidated entries a few at a time.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use super::map::{Inserted, Lookup, Slot, Tags};
 use super::{Captured, ClockMap, Core, Remote, Store};
 use crate::key::Key;
 use crate::stats::Counter;
-use crate::tables::{Tables, Tracked};
+use crate::tables::{Backlog, Tables, Tracked};
 use crate::{CacheValue, Ttl};
 
 /// How many swept keys one store checks: enough to keep up with any invalidation rate a
@@ -21,7 +20,7 @@ pub(crate) struct MemoryStore {
     tables: Tables<u64>,
     /// Reads of invalidated tables whose (stale) entries the map still holds; drained a
     /// few at a time by later stores.
-    sweep: Mutex<Vec<Tracked<u64>>>,
+    sweep: Backlog<Tracked<u64>>,
 }
 
 impl MemoryStore {
@@ -30,8 +29,7 @@ impl MemoryStore {
         MemoryStore {
             map: ClockMap::new(settings.max_entries, settings.max_bytes),
             tables: Tables::new(settings.max_keys_per_table, settings.max_tables),
-            // Room for a few invalidated tables: a write does not allocate.
-            sweep: Mutex::new(Vec::with_capacity(8)),
+            sweep: Backlog::default(),
         }
     }
 
@@ -40,10 +38,12 @@ impl MemoryStore {
     /// one key per table it read and sweeps at least twice that, so the sweep never falls
     /// behind.
     fn sweep(&self, budget: usize) {
-        let mut hashes = Vec::new();
-        {
-            let mut sweep = self.sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.sweep.is_empty() && self.tables.nothing_forgotten() {
+            return;
+        }
+        let hashes = self.sweep.with(|sweep| {
             sweep.extend(self.tables.take_forgotten());
+            let mut hashes = Vec::new();
             while hashes.len() < budget {
                 let Some(tracked) = sweep.last_mut() else {
                     break;
@@ -53,7 +53,8 @@ impl MemoryStore {
                     None => drop(sweep.pop()),
                 }
             }
-        }
+            hashes
+        });
         let now = Instant::now();
         for hash in hashes {
             self.map
@@ -155,10 +156,7 @@ impl Store for MemoryStore {
             }
             let Some(tracked) = tracked else { continue };
             if !tracked.is_empty() {
-                self.sweep
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(tracked);
+                self.sweep.push(tracked);
             }
         }
         Remote::default()
@@ -168,10 +166,7 @@ impl Store for MemoryStore {
 
     async fn clear(&self, _: &Core) {
         self.tables.invalidate_all();
-        self.sweep
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.sweep.with(Vec::clear);
         self.map.clear();
     }
 
