@@ -64,7 +64,7 @@ fn literal(lit: &Lit) -> Result<Parsed, Invalid> {
             let ms: u64 = int.base10_parse().map_err(|_| {
                 Invalid::OutOfRange("the number of milliseconds does not fit in a u64")
             })?;
-            non_zero(Duration::from_millis(ms))
+            crate::ttl_grammar::for_duration(Duration::from_millis(ms))
         }
         _ => Err(Invalid::Malformed(format!("expected {ACCEPTED_FORMS}"))),
     }
@@ -78,16 +78,6 @@ fn parse(s: &str) -> Result<Parsed, Invalid> {
         )),
         out_of_range => out_of_range,
     })
-}
-
-fn non_zero(d: Duration) -> Result<Parsed, Invalid> {
-    if d.is_zero() {
-        Err(Invalid::OutOfRange(
-            "a zero TTL caches nothing (write `false` to bypass the cache)",
-        ))
-    } else {
-        Ok(Parsed::For(d))
-    }
 }
 
 fn constructor(parsed: &Parsed) -> TokenStream {

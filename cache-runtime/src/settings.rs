@@ -249,11 +249,12 @@ impl Settings {
         if self.max_tables == 0 {
             return Err(SettingsError::ZeroMaxTables);
         }
-        let caches_nothing = match self.default_ttl {
-            crate::Ttl::For(d) => d.is_zero(),
-            crate::Ttl::Until(at) => at <= std::time::SystemTime::now(),
-            crate::Ttl::Forever | crate::Ttl::Bypass => false,
-        };
+        // Bypass is a choice; a TTL that would store nothing (zero, an instant past) is not.
+        let caches_nothing = self.default_ttl != crate::Ttl::Bypass
+            && self
+                .default_ttl
+                .deadline(std::time::Instant::now())
+                .is_err();
         if caches_nothing {
             return Err(SettingsError::DefaultTtlCachesNothing(self.default_ttl));
         }

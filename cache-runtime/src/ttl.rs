@@ -124,12 +124,18 @@ impl FromStr for Ttl {
             input: s.to_owned(),
             reason: e.reason().to_owned(),
         })?;
-        Ok(match parsed {
+        Ok(Ttl::from_parsed(parsed))
+    }
+}
+
+impl Ttl {
+    fn from_parsed(parsed: Parsed) -> Ttl {
+        match parsed {
             Parsed::For(d) => Ttl::For(d),
             Parsed::Forever => Ttl::Forever,
             Parsed::Bypass => Ttl::Bypass,
             Parsed::Until { secs, nanos } => Ttl::Until(instant(secs, nanos)),
-        })
+        }
     }
 }
 
@@ -145,14 +151,6 @@ fn instant(secs: i64, nanos: i32) -> SystemTime {
         SystemTime::UNIX_EPOCH
             .checked_sub(span)
             .unwrap_or(SystemTime::UNIX_EPOCH)
-    }
-}
-
-fn non_zero(d: Duration) -> Result<Ttl, String> {
-    if d.is_zero() {
-        Err("a zero TTL caches nothing (write `false` to bypass the cache)".into())
-    } else {
-        Ok(Ttl::For(d))
     }
 }
 
@@ -212,7 +210,9 @@ impl<'de> Deserialize<'de> for Ttl {
             }
 
             fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Ttl, E> {
-                non_zero(Duration::from_millis(ms)).map_err(E::custom)
+                ttl_grammar::for_duration(Duration::from_millis(ms))
+                    .map(Ttl::from_parsed)
+                    .map_err(|e| E::custom(e.reason()))
             }
 
             fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Ttl, E> {

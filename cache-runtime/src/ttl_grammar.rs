@@ -74,7 +74,12 @@ pub(crate) fn parse(s: &str) -> Result<Parsed, Invalid> {
             nanos: at.subsec_nanosecond(),
         });
     }
-    let d = parse_duration(t)?;
+    for_duration(parse_duration(t)?)
+}
+
+/// A duration as a TTL (a string, or a number of milliseconds): zero caches nothing, which
+/// is an error.
+pub(crate) fn for_duration(d: Duration) -> Result<Parsed, Invalid> {
     if d.is_zero() {
         return Err(Invalid::OutOfRange(
             "a zero TTL caches nothing (write `false` to bypass the cache)",
