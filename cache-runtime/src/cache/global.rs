@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
 
 use super::{Cache, Inner};
+use crate::Settings;
 
 /// Every cache of this process, so that a write through one reaches them all.
 static CACHES: RwLock<Vec<Weak<Inner>>> = RwLock::new(Vec::new());
@@ -61,7 +62,9 @@ pub fn install(cache: Cache) -> Result<(), InstallError> {
     GLOBAL.get_or_init(|| {
         let _ = GLOBAL_ORIGIN.set(Origin::Installed(at));
         // Runs only while nothing is installed, so `cache` is still there.
-        cache.take().unwrap_or_else(Cache::default_in_memory)
+        cache
+            .take()
+            .unwrap_or_else(|| Cache::in_memory(Settings::default()))
     });
     match cache {
         None => Ok(()),
@@ -88,7 +91,7 @@ pub fn global() -> &'static Cache {
     let at = std::panic::Location::caller();
     GLOBAL.get_or_init(|| {
         let _ = GLOBAL_ORIGIN.set(Origin::DefaultFirstUsedAt(at));
-        Cache::default_in_memory()
+        Cache::in_memory(Settings::default())
     })
 }
 

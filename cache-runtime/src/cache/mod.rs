@@ -65,9 +65,7 @@ impl Cache {
     /// A [`SettingsError`] when a setting is invalid (see [`Settings::validate`]).
     pub fn new(settings: Settings) -> Result<Cache, SettingsError> {
         settings.validate()?;
-        Ok(Cache::build(Core::new(settings), |core| {
-            AnyStore::Memory(MemoryStore::new(core))
-        }))
+        Ok(Cache::in_memory(settings))
     }
 
     /// A cache storing its entries in `backend`, with table versions kept in this process:
@@ -81,10 +79,8 @@ impl Cache {
     /// A [`SettingsError`] when a setting is invalid (see [`Settings::validate`]).
     pub fn with_backend(settings: Settings, backend: impl Backend) -> Result<Cache, SettingsError> {
         settings.validate()?;
-        let backend: Box<dyn Backend> = Box::new(backend);
-        Ok(Cache::build(Core::new(settings), |core| {
-            AnyStore::Plain(PlainStore::new(core, backend))
-        }))
+        let store = PlainStore::new(&settings, Box::new(backend));
+        Ok(Cache::build(settings, AnyStore::Plain(store)))
     }
 
     /// A cache over a backend that keeps table versions and key tracking itself (Redis, or
@@ -100,24 +96,24 @@ impl Cache {
         backend: impl SharedBackend,
     ) -> Result<Cache, SettingsError> {
         settings.validate()?;
-        let backend: Box<dyn SharedBackend> = Box::new(backend);
-        Ok(Cache::build(Core::new(settings), |_| {
-            AnyStore::Shared(SharedStore::new(backend))
-        }))
+        let store = SharedStore::new(Box::new(backend));
+        Ok(Cache::build(settings, AnyStore::Shared(store)))
     }
 
-    fn build(core: Core, store: impl FnOnce(&Core) -> AnyStore) -> Cache {
-        let store = store(&core);
-        let inner = Arc::new(Inner { core, store });
+    fn build(settings: Settings, store: AnyStore) -> Cache {
+        let inner = Arc::new(Inner {
+            core: Core::new(settings),
+            store,
+        });
         global::register(&inner);
         Cache { inner }
     }
 
-    /// The in-memory cache with default settings (the process-wide one, unless installed).
-    fn default_in_memory() -> Cache {
-        Cache::build(Core::new(Settings::default()), |core| {
-            AnyStore::Memory(MemoryStore::new(core))
-        })
+    /// An in-memory cache over settings already valid (the process-wide one, unless
+    /// installed, has the defaults).
+    pub(crate) fn in_memory(settings: Settings) -> Cache {
+        let store = MemoryStore::new(&settings);
+        Cache::build(settings, AnyStore::Memory(store))
     }
 
     /// The settings this cache was built with.

@@ -8,7 +8,7 @@ use super::{Captured, ClockMap, Core, Remote, Store};
 use crate::key::Key;
 use crate::stats::Counter;
 use crate::tables::{Backlog, Tables, Tracked};
-use crate::{CacheValue, Ttl};
+use crate::{CacheValue, Settings, Ttl};
 
 /// How many swept keys one store checks: enough to keep up with any invalidation rate a
 /// store rate can produce, small enough not to show on a miss (~1.7 µs).
@@ -24,8 +24,7 @@ pub(crate) struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub(crate) fn new(core: &Core) -> MemoryStore {
-        let settings = &core.settings;
+    pub(crate) fn new(settings: &Settings) -> MemoryStore {
         MemoryStore {
             map: ClockMap::new(settings.max_entries, settings.max_bytes),
             tables: Tables::new(settings.max_keys_per_table, settings.max_tables),

@@ -7,7 +7,7 @@ use crate::backend::Backend;
 use crate::key::Key;
 use crate::stats::Counter;
 use crate::tables::Tables;
-use crate::{CacheValue, Ttl};
+use crate::{CacheValue, Settings, Ttl};
 
 pub(crate) struct PlainStore {
     backend: Box<dyn Backend>,
@@ -16,10 +16,10 @@ pub(crate) struct PlainStore {
 }
 
 impl PlainStore {
-    pub(crate) fn new(core: &Core, backend: Box<dyn Backend>) -> PlainStore {
+    pub(crate) fn new(settings: &Settings, backend: Box<dyn Backend>) -> PlainStore {
         PlainStore {
             backend,
-            tables: Tables::new(core.settings.max_keys_per_table, core.settings.max_tables),
+            tables: Tables::new(settings.max_keys_per_table, settings.max_tables),
         }
     }
 
