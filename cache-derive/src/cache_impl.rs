@@ -66,13 +66,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 e.span(),
                 format!("#[cache_impl] applies to an `impl` block: {e}"),
             ));
-            return with_original(cx, item);
+            return with_original(cx.check(), item);
         }
     };
     if let Err(e) = cx.check() {
-        let mut cx = Ctxt::default();
-        cx.push(e);
-        return with_original(cx, item);
+        return with_original(Err(e), item);
     }
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };

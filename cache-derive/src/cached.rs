@@ -277,7 +277,7 @@ fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>
             );
         }
         self_fields = if self_is_keyed {
-            (reads.fields, ParamUse::Add)
+            (reads.keyed(), ParamUse::Add)
         } else {
             (reads.all, ParamUse::Probe)
         };
@@ -310,19 +310,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 e.span(),
                 format!("#[cached] applies to an `async fn` with a body: {e}"),
             ));
-            return with_original(cx, item);
+            return with_original(cx.check(), item);
         }
     };
     let checked = check(&mut cx, args, &parsed);
     match (cx.check(), checked) {
         (Ok(()), Some(f)) => generate(&f),
-        (result, _) => {
-            let mut cx = Ctxt::default();
-            if let Err(e) = result {
-                cx.push(e);
-            }
-            with_original(cx, item)
-        }
+        (checked, _) => with_original(checked, item),
     }
 }
 
@@ -416,9 +410,7 @@ fn generate(f: &CachedFn) -> TokenStream {
         .collect();
     let (fields, use_) = &f.self_fields;
     for field in fields {
-        let members = &field.members;
-        let path = quote_spanned!(field.span=> self #(.#members)*);
-        parts.push(classify(path.clone(), &path, method(use_)));
+        parts.push(classify(field.to_token_stream(), field, method(use_)));
     }
     for value in f
         .args

@@ -8,7 +8,6 @@ use syn::spanned::Spanned;
 use syn::{Expr, Type};
 
 use crate::args::CacheParam;
-use crate::ctxt::Ctxt;
 
 /// `::cache_runtime::__private`, the only path generated code reaches the runtime by.
 #[derive(Clone, Copy)]
@@ -92,7 +91,7 @@ pub(crate) fn fake_return_edge(output: &Type) -> TokenStream {
 
 /// The errors next to the untouched item, so the rest of the crate still type-checks
 /// against the function as written.
-pub(crate) fn with_original(cx: Ctxt, item: TokenStream) -> TokenStream {
-    let errors = cx.check().err().map(syn::Error::into_compile_error);
+pub(crate) fn with_original(checked: syn::Result<()>, item: TokenStream) -> TokenStream {
+    let errors = checked.err().map(syn::Error::into_compile_error);
     quote!(#errors #item)
 }

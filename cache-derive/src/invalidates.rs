@@ -119,19 +119,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 e.span(),
                 format!("#[invalidates] applies to an `async fn` with a body: {e}"),
             ));
-            return with_original(cx, item);
+            return with_original(cx.check(), item);
         }
     };
     let checked = args.and_then(|args| check(&mut cx, args, &parsed));
     match (cx.check(), checked) {
         (Ok(()), Some(write)) => generate(&write),
-        (result, _) => {
-            let mut cx = Ctxt::default();
-            if let Err(e) = result {
-                cx.push(e);
-            }
-            with_original(cx, item)
-        }
+        (checked, _) => with_original(checked, item),
     }
 }
 
@@ -240,10 +234,11 @@ fn generate(write: &Write) -> TokenStream {
     let defers = params
         .iter()
         .map(|(ident, pt)| defer(ident.to_token_stream(), attr::span_range(*pt).0))
-        .chain(self_fields.iter().map(|field| {
-            let members = &field.members;
-            defer(quote_spanned!(field.span=> self #(.#members)*), field.span)
-        }));
+        .chain(
+            self_fields
+                .iter()
+                .map(|field| defer(field.to_token_stream(), field.span)),
+        );
 
     body.emit(
         item,

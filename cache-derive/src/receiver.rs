@@ -14,20 +14,26 @@ use syn::visit::{self, Visit};
 use syn::{Expr, ExprField, ExprPath, Member, Token};
 
 /// A field path read from `self`, such as `self.config.region`: its members, and where
-/// it was first read.
+/// it was first read. As tokens, the expression `self.config.region` (spanned there).
+#[derive(Clone)]
 pub(crate) struct FieldPath {
     pub(crate) members: Vec<Member>,
     pub(crate) span: Span,
 }
 
+impl quote::ToTokens for FieldPath {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let members = &self.members;
+        tokens.extend(quote::quote_spanned!(self.span=> self #(.#members)*));
+    }
+}
+
 /// What the body does with `self`.
 #[derive(Default)]
 pub(crate) struct Reads {
-    /// Field paths, none a prefix of another (the shortest wins: keying it covers the
-    /// longer).
-    pub(crate) fields: Vec<FieldPath>,
-    /// Every field path read, the longer ones too: what to look at for a handle (a
-    /// connection at `self.db.conn` is not seen by looking at `self.db`).
+    /// Every field path read, in the order first read, the longer ones too: what to look
+    /// at for a handle (a connection at `self.db.conn` is not seen by looking at
+    /// `self.db`). [`Reads::keyed`] is what to key.
     pub(crate) all: Vec<FieldPath>,
     /// Uses of `self` itself (a method call on it, passing it on): the first one.
     pub(crate) opaque: Option<(Span, &'static str)>,
@@ -36,16 +42,19 @@ pub(crate) struct Reads {
 impl Reads {
     fn field(&mut self, members: Vec<Member>, span: Span) {
         if !self.all.iter().any(|f| f.members == members) {
-            self.all.push(FieldPath {
-                members: members.clone(),
-                span,
-            });
+            self.all.push(FieldPath { members, span });
         }
-        if self.fields.iter().any(|f| members.starts_with(&f.members)) {
-            return;
-        }
-        self.fields.retain(|f| !f.members.starts_with(&members));
-        self.fields.push(FieldPath { members, span });
+    }
+
+    /// The paths to key: those no other path read is a prefix of (keying `self.config`
+    /// covers `self.config.region`).
+    pub(crate) fn keyed(&self) -> Vec<FieldPath> {
+        let covered = |f: &FieldPath| {
+            self.all
+                .iter()
+                .any(|g| g.members.len() < f.members.len() && f.members.starts_with(&g.members))
+        };
+        self.all.iter().filter(|f| !covered(f)).cloned().collect()
     }
 
     fn opaque(&mut self, span: Span, what: &'static str) {
@@ -244,11 +253,8 @@ fn inline_args(format: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use quote::ToTokens;
 
-    fn scan(body: &str) -> (Vec<String>, Option<&'static str>) {
-        let block: syn::Block = syn::parse_str(body).unwrap();
-        let reads = super::reads(&block.stmts, "self");
-        let fields = reads
-            .fields
+    fn names(paths: &[super::FieldPath]) -> Vec<String> {
+        paths
             .iter()
             .map(|f| {
                 f.members
@@ -257,8 +263,13 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(".")
             })
-            .collect();
-        (fields, reads.opaque.map(|(_, what)| what))
+            .collect()
+    }
+
+    fn scan(body: &str) -> (Vec<String>, Option<&'static str>) {
+        let block: syn::Block = syn::parse_str(body).unwrap();
+        let reads = super::reads(&block.stmts, "self");
+        (names(&reads.keyed()), reads.opaque.map(|(_, what)| what))
     }
 
     #[test]
@@ -266,19 +277,9 @@ mod tests {
         let block: syn::Block =
             syn::parse_str("{ self.db.log(); fetch(&mut *self.db.conn); self.db.conn.x }").unwrap();
         let reads = super::reads(&block.stmts, "self");
-        let all: Vec<String> = reads
-            .all
-            .iter()
-            .map(|f| {
-                f.members
-                    .iter()
-                    .map(|m| m.to_token_stream().to_string())
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
-            .collect();
+        let all: Vec<String> = names(&reads.all);
         assert_eq!(all, ["db", "db.conn", "db.conn.x"]);
-        assert_eq!(reads.fields.len(), 1);
+        assert_eq!(reads.keyed().len(), 1);
     }
 
     #[test]
