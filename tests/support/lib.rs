@@ -279,13 +279,7 @@ where
 {
     let outcome = tokio::spawn(body).await;
     cleanup.await;
-    match outcome {
-        Ok(value) => value,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("test task failed: {e}"),
-        },
-    }
+    rethrow(outcome)
 }
 
 /// [`guarded`] for a body that is not `Send` (one holding a `&mut` connection across an
@@ -301,6 +295,11 @@ where
         .run_until(async { tokio::task::spawn_local(body).await })
         .await;
     cleanup.await;
+    rethrow(outcome)
+}
+
+/// A test task's value, or its panic resumed here.
+fn rethrow<T>(outcome: Result<T, tokio::task::JoinError>) -> T {
     match outcome {
         Ok(value) => value,
         Err(e) => match e.try_into_panic() {
@@ -349,14 +348,16 @@ macro_rules! fixture {
                 F: FnOnce(Fx) -> Fut,
                 Fut: ::std::future::Future<Output = ()> + Send + 'static,
             {
-                let cleanup = async {
-                    for statement in self.t.teardown() {
-                        let _ = ::sqlx::query(statement).execute(&self.pool).await;
-                    }
-                };
                 let _alone = $crate::one_at_a_time().await;
-                $crate::guarded(body(self.clone()), cleanup).await;
+                $crate::guarded(body(self.clone()), self.teardown()).await;
                 self.pool.close().await;
+            }
+
+            /// Drops the test's tables.
+            async fn teardown(&self) {
+                for statement in self.t.teardown() {
+                    let _ = ::sqlx::query(statement).execute(&self.pool).await;
+                }
             }
 
             /// [`Fx::run`] for a body that is not `Send`.
@@ -366,13 +367,8 @@ macro_rules! fixture {
                 F: FnOnce(Fx) -> Fut,
                 Fut: ::std::future::Future<Output = ()> + 'static,
             {
-                let cleanup = async {
-                    for statement in self.t.teardown() {
-                        let _ = ::sqlx::query(statement).execute(&self.pool).await;
-                    }
-                };
                 let _alone = $crate::one_at_a_time().await;
-                $crate::guarded_local(body(self.clone()), cleanup).await;
+                $crate::guarded_local(body(self.clone()), self.teardown()).await;
                 self.pool.close().await;
             }
         }
