@@ -54,6 +54,14 @@ async fn open(path: &Path) -> SqlitePool {
     cache_suite::open_sqlite(path, 2).await
 }
 
+/// A fresh database file with the `users` table, and a pool on it.
+async fn users_db() -> (TempDb, SqlitePool) {
+    let db = TempDb::new();
+    let pool = open(db.path()).await;
+    create_schema(&pool).await;
+    (db, pool)
+}
+
 async fn create_schema(pool: &SqlitePool) {
     for sql in [
         "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
@@ -113,9 +121,8 @@ async fn a_write_through_one_instance_invalidates_reads_on_another() {
         return;
     };
     let ns = namespace("instances");
-    let db = TempDb::new();
-    let (pool_a, pool_b) = (open(db.path()).await, open(db.path()).await);
-    create_schema(&pool_a).await;
+    let (db, pool_a) = users_db().await;
+    let pool_b = open(db.path()).await;
     let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
     let b = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
 
@@ -156,9 +163,7 @@ async fn an_entry_tagged_before_a_write_is_a_miss_whenever_it_arrives() {
         return;
     };
     let ns = namespace("late-entry");
-    let db = TempDb::new();
-    let pool = open(db.path()).await;
-    create_schema(&pool).await;
+    let (_db, pool) = users_db().await;
     let raw = connect(&url).await;
     let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
     let b = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
@@ -181,9 +186,7 @@ async fn garbage_under_an_entry_key_is_a_miss_and_is_replaced() {
         return;
     };
     let ns = namespace("garbage");
-    let db = TempDb::new();
-    let pool = open(db.path()).await;
-    create_schema(&pool).await;
+    let (_db, pool) = users_db().await;
     let raw = connect(&url).await;
     let cache = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
 
@@ -528,9 +531,7 @@ async fn outage_every_call_succeeds_and_hits_resume_after_a_restart() {
         return;
     };
     let ns = namespace("outage");
-    let db = TempDb::new();
-    let pool = open(db.path()).await;
-    create_schema(&pool).await;
+    let (_db, pool) = users_db().await;
     let backend = RedisBackend::connect(&server.url(), RedisOptions::default())
         .await
         .expect("our redis-server answers");
@@ -598,9 +599,7 @@ async fn a_hung_redis_costs_each_call_at_most_about_the_timeout() {
         return;
     };
     let ns = namespace("hung");
-    let db = TempDb::new();
-    let pool = open(db.path()).await;
-    create_schema(&pool).await;
+    let (_db, pool) = users_db().await;
     let options = RedisOptions::default().timeout(Duration::from_millis(250));
     let backend = RedisBackend::connect(&server.url(), options)
         .await
@@ -645,9 +644,8 @@ async fn an_invalidation_made_while_redis_is_down_reaches_other_instances_when_i
         return;
     };
     let ns = namespace("missed-bump");
-    let db = TempDb::new();
-    let (pool_a, pool_b) = (open(db.path()).await, open(db.path()).await);
-    create_schema(&pool_a).await;
+    let (db, pool_a) = users_db().await;
+    let pool_b = open(db.path()).await;
     let url = server.url();
     let a = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
     let b = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
@@ -711,9 +709,7 @@ async fn foreign_values_under_version_and_tracking_keys_are_replaced() {
         return;
     };
     let ns = namespace("foreign");
-    let db = TempDb::new();
-    let pool = open(db.path()).await;
-    create_schema(&pool).await;
+    let (_db, pool) = users_db().await;
     let raw = connect(&url).await;
     let cache = Cache::with_shared_backend(settings(&ns), connect(&url).await).unwrap();
     raw.set(&format!("{ns}:v:users"), b"not a number".to_vec(), None)
