@@ -100,14 +100,10 @@ impl Store for MemoryStore {
         ttl: Ttl,
         value: &V,
     ) {
-        // A write completed during the load, or a table was forgotten: the entry would be
-        // stale on arrival.
-        let Some(tables) = self.tables.existing_all(names) else {
+        // Otherwise the entry would be stale on arrival.
+        let Some(tables) = captured.still_current(&self.tables, names) else {
             return;
         };
-        if !captured.current(&tables) {
-            return;
-        }
         let Ok(deadline) = ttl.deadline(Instant::now()) else {
             return;
         };

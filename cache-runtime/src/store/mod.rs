@@ -132,6 +132,18 @@ impl Captured {
                 .zip(&self.versions)
                 .all(|(t, v)| t.version() == *v)
     }
+
+    /// The tables of an in-process store's load, if what it loaded may be stored: `None`
+    /// when a write completed during the load, or a table was forgotten meanwhile (it was
+    /// bumped on the way out, and is not met anew here).
+    pub(crate) fn still_current<T: crate::tables::TrackId>(
+        &self,
+        tables: &crate::tables::Tables<T>,
+        names: &[&str],
+    ) -> Option<Vec<Arc<Table<T>>>> {
+        let tables = tables.existing_all(names)?;
+        self.current(&tables).then_some(tables)
+    }
 }
 
 /// The invalidation work a store leaves for later, when it cannot be done without waiting:

@@ -78,14 +78,10 @@ impl Store for PlainStore {
         ttl: Ttl,
         value: &V,
     ) {
-        // A write completed during the load, or a table was forgotten: the entry would be
-        // stale on arrival.
-        let Some(tables) = self.tables.existing_all(names) else {
+        // Otherwise the entry would be stale on arrival.
+        let Some(tables) = captured.still_current(&self.tables, names) else {
             return;
         };
-        if !captured.current(&tables) {
-            return;
-        }
         let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
             return;
         };
