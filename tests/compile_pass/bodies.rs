@@ -55,6 +55,20 @@ impl Repo {
     }
 }
 
+/// What a request handler owns: the cache rides along with what the body consumes.
+struct Ctx {
+    cache: Cache,
+    prefix: String,
+}
+
+// The cache is borrowed from a parameter the body moves: a hit only borrows it, a miss
+// owns a clone before the body runs.
+#[cached(table = "bodies_t", cache = &ctx.cache, skip(ctx))]
+async fn describe(ctx: Ctx, id: i64) -> Option<String> {
+    let Ctx { prefix, .. } = ctx;
+    Some(format!("{prefix}{id}"))
+}
+
 #[tokio::test]
 async fn compiles_and_runs() {
     assert_eq!(one_line(1).await, Ok(1));
@@ -74,4 +88,15 @@ async fn compiles_and_runs() {
     assert_eq!(repo.next(1).await, Some(2));
     assert_eq!(Repo::associated(5).await, Some(5));
     assert_eq!(repo.consume(4).await, Some(4));
+    let cache = Cache::new(Settings::default()).unwrap();
+    let ctx = |prefix: &str| Ctx {
+        cache: cache.clone(),
+        prefix: prefix.into(),
+    };
+    assert_eq!(describe(ctx("a"), 1).await.as_deref(), Some("a1"));
+    assert_eq!(
+        describe(ctx("b"), 1).await.as_deref(),
+        Some("a1"),
+        "a hit: `ctx` is skipped"
+    );
 }
