@@ -1,35 +1,59 @@
 //! A Redis backend for [`cache_runtime`]: entries, table versions and per-table key
-//! tracking in Redis, so every app instance using one server (and one namespace) shares
-//! entries and invalidations.
+//! tracking in Redis, so every app instance using one server (or one Redis Cluster) and
+//! one namespace shares entries and invalidations.
 //!
 //! It is a crate of its own, built only on `cache-runtime`'s public
 //! [`SharedBackend`] trait: an application that does not use Redis compiles none of it, and
 //! a backend of your own has nothing less to work with.
 //!
-//! Key layout, for namespace `ns` (table names are percent-encoded, so `:` never appears
-//! in them and no two kinds of key, nor two tables, can share a name):
+//! # Key layout
 //!
-//! | key | type | holds |
-//! |---|---|---|
-//! | `ns:{64 hex}` | string | an entry: the cache's encoded envelope, with the entry's TTL |
-//! | `ns:v:{table}` | string | the table's version, a decimal `u64` |
-//! | `ns:k:{table}` | sorted set | the entry keys read from the table, scored by insertion order |
+//! For namespace `ns` (table names are percent-encoded in key names, so no two tables and
+//! no two kinds of key share a name):
 //!
-//! Every operation is bounded by [`RedisOptions::timeout`]; after a connection failure or a
-//! timeout, operations fail at once for [`RedisOptions::backoff`] (a failed operation is a
-//! miss to the cache, so an outage costs callers no waiting), then the next one tries again.
-//! The connection is a [`redis::aio::ConnectionManager`], which reconnects by itself.
+//! | key | type | holds | Cluster slot |
+//! |---|---|---|---|
+//! | `ns:{64 hex}` | string | an entry: the cache's encoded envelope, with the entry's TTL | its own (entries spread over every shard) |
+//! | `{ns}:epoch` | string | the run id of the server the versions belong to | the namespace's |
+//! | `{ns}:v` | hash | table → version (a decimal `u64`) | the namespace's |
+//! | `{ns:k:table}` | sorted set | the entry keys read from the table, oldest first | the table's |
+//!
+//! Every script touches only the keys it is given, all in one slot, so the layout works on
+//! Redis Cluster (and on servers such as Dragonfly that enforce declared keys).
+//!
+//! # Failure model
+//!
+//! - **Restarts and failovers.** Every script that reads or writes versions first compares
+//!   `{ns}:epoch` with the run id of the server running it. A server restarted from an RDB
+//!   or AOF file, or a replica promoted by a failover, has another run id, and may hold
+//!   versions older than writes already acknowledged: it drops the versions, so every entry
+//!   from before is stale.
+//! - **Lost keys.** A version lost (FLUSHALL, eviction) comes back at a random value, never
+//!   at one a read may have captured; a lost epoch drops the versions. Either way the old
+//!   entries become misses, never hits.
+//! - **Out of memory.** Under `noeviction`, a write Redis refuses is a miss to the cache;
+//!   an invalidation then deletes the versions it cannot increment (deletes are allowed),
+//!   so it still takes effect.
+//! - **Outages.** Every operation is bounded by [`RedisOptions::timeout`]. After a
+//!   connection failure (or two timeouts in a row) operations fail at once for
+//!   [`RedisOptions::backoff`]; a failed operation is a miss to the cache, so an outage
+//!   costs callers no waiting. After any failure, hits resume only
+//!   [`RedisOptions::reconnect_grace`] after Redis answers again: long enough for every
+//!   writer to deliver the invalidations it could not send during the outage.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, RedisResult, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
 
 use cache_runtime::Settings;
 use cache_runtime::backend::{
@@ -46,18 +70,23 @@ use cache_runtime::backend::{
 ///     .timeout(Duration::from_millis(100))
 ///     .backoff(Duration::from_secs(2));
 /// assert_eq!(options.get_timeout(), Duration::from_millis(100));
+/// // Hits resume this long after Redis answers again: the backoff, two timeouts and a
+/// // margin, unless set.
+/// assert_eq!(options.get_reconnect_grace(), Duration::from_millis(2400));
 /// ```
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
     timeout: Duration,
     backoff: Duration,
+    reconnect_grace: Option<Duration>,
 }
 
 impl Default for RedisOptions {
     fn default() -> RedisOptions {
         RedisOptions {
             timeout: Settings::default().backend_timeout,
-            backoff: Duration::from_secs(1),
+            backoff: Duration::from_millis(500),
+            reconnect_grace: None,
         }
     }
 }
@@ -75,10 +104,20 @@ impl RedisOptions {
         self
     }
 
-    /// After a connection failure or a timeout, how long operations fail at once without
-    /// trying Redis; the first one after it tries again. Default 1 s.
+    /// After a connection failure, or two timeouts in a row, how long operations fail at
+    /// once without trying Redis; the first one after it tries again. Default 500 ms.
     pub fn backoff(mut self, backoff: Duration) -> RedisOptions {
         self.backoff = backoff;
+        self
+    }
+
+    /// After a failure, how long from Redis answering again until hits are served again
+    /// (loads and stores resume at once). Every other process that failed to deliver an
+    /// invalidation meanwhile retries it within its backoff plus a timeout or two; until
+    /// then its entries could be stale. Default: backoff + 2 × timeout + 200 ms (about the
+    /// background retry interval and a margin). Use the same options in every process.
+    pub fn reconnect_grace(mut self, grace: Duration) -> RedisOptions {
+        self.reconnect_grace = Some(grace);
         self
     }
 
@@ -91,24 +130,34 @@ impl RedisOptions {
     pub fn get_backoff(&self) -> Duration {
         self.backoff
     }
+
+    /// The grace after a failure before hits are served again.
+    pub fn get_reconnect_grace(&self) -> Duration {
+        self.reconnect_grace.unwrap_or_else(|| {
+            self.backoff
+                .saturating_add(self.timeout.saturating_mul(2))
+                .saturating_add(Duration::from_millis(200))
+        })
+    }
 }
 
-/// A [`SharedBackend`] in Redis, shared by every app instance that uses the same server:
-/// entries, table versions and the keys each table tracks all live there, so a write
-/// through one instance makes the entries of every instance stale. Enter it with
+/// A [`SharedBackend`] in Redis, shared by every app instance that uses the same server
+/// (or Cluster): entries, table versions and the keys each table tracks all live there, so
+/// a write through one instance makes the entries of every instance stale. Enter it with
 /// [`Cache::with_shared_backend`](cache_runtime::Cache::with_shared_backend).
 ///
-/// - A hit is one round trip (`MGET` of the entry and its tables' versions).
-/// - A miss reads the versions (a script), runs the query, then stores the entry only if
-///   those versions are still current, and tracks its key, in one script.
-/// - An invalidation bumps the versions and deletes the tracked keys, in one script.
-/// - A table tracks at most `Settings::max_keys_per_table` keys; the oldest are deleted.
+/// What each operation costs (one server; on a Cluster see [`RedisBackend::connect_cluster`]):
 ///
-/// Cheap to clone: clones share one connection. Not for Redis Cluster (the scripts touch
-/// keys in several slots). Let Redis keep its keys: under `maxmemory`, use `noeviction` or
-/// a `volatile-*` policy (version keys and `Ttl::Forever` entries have no expiry). A version
-/// key that is lost anyway comes back at a new random value, so a lost key can never make a
-/// stale entry fresh; it only makes that table's entries misses.
+/// - A hit is one round trip: a script reads the entry and its tables' versions, after
+///   checking the server is the one the versions belong to.
+/// - A miss reads the versions (a script), runs the query, then stores the entry if those
+///   versions are still current (a script), and tracks its key under each table (one
+///   script per table, deleting the oldest past `Settings::max_keys_per_table`).
+/// - An invalidation bumps the versions (a script), then deletes each table's tracked keys.
+///
+/// Values over 64 KiB travel on a second connection, so a large store never holds up hits.
+/// Cheap to clone: clones share the connections. Under `maxmemory`, prefer `noeviction`
+/// or a `volatile-*` policy (the failure model in the crate documentation holds under any).
 ///
 /// ```no_run
 /// use cache_redis::RedisBackend;
@@ -126,120 +175,244 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    /// Every operation but large stores.
+    conn: Link,
+    /// Stores of values over [`BULK`] bytes.
+    bulk: Link,
+    cluster: bool,
     url: String,
     options: RedisOptions,
-    /// Nanoseconds since `origin` until which operations fail at once; 0 while Redis is up.
-    down_until: AtomicU64,
-    origin: Instant,
+    health: Health,
     scripts: Scripts,
 }
 
-struct Scripts {
-    versions: Script,
-    store: Script,
-    bump: Script,
+/// A connection to one server, or to a Cluster; either reconnects by itself.
+#[derive(Clone)]
+enum Link {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
-/// `versions`: the current version of each table, creating missing ones.
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Server(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Server(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// What the backend knows of the server's health: backoff after failures, and the grace
+/// after them before hits are served again.
+struct Health {
+    origin: Instant,
+    /// Nanoseconds since `origin` until which operations fail at once; 0 while Redis is up.
+    down_until: AtomicU64,
+    /// Timeouts in a row on the main connection.
+    timeouts: AtomicU32,
+    /// An operation failed, and none has succeeded since.
+    troubled: AtomicBool,
+    /// Nanoseconds since `origin` before which hits are not served.
+    hits_from: AtomicU64,
+}
+
+struct Scripts {
+    hit: Script,
+    versions: Script,
+    store: Script,
+    track: Script,
+    bump: Script,
+    pop: Script,
+}
+
+/// Values larger than this are stored over the second connection.
+const BULK: usize = 64 << 10;
+
+/// The prelude of every script that touches versions. KEYS[1]: the namespace's epoch key,
+/// KEYS[2]: its versions hash.
 ///
-/// KEYS[i]: version key of table i. ARGV[i]: a random start for KEYS[i].
-/// Returns the versions as decimal strings (Lua numbers are doubles, so they are never
-/// returned as integers).
-const VERSIONS: &str = r"
-local out = {}
-for i, key in ipairs(KEYS) do
-  -- pcall: a key of another type (a foreign value) is replaced, not an error.
-  local v = redis.pcall('GET', key)
-  -- At most 18 digits: INCR must never overflow (ours start below 2^52).
-  if type(v) ~= 'string' or #v > 18 or not string.match(v, '^%d+$') then
-    -- Missing, or not ours: start at a random value, never at one that a read may have
-    -- captured before the key was lost (which would make its stale entry look fresh).
-    redis.call('SET', key, ARGV[i])
-    v = ARGV[i]
+/// The epoch key holds the run id of the server the versions were made on. Any other
+/// server (this one restarted from an RDB or AOF file, a replica promoted by a failover)
+/// may hold versions older than writes it acknowledged before: the versions are dropped,
+/// so every entry from before is stale, and recreated at random values as reads need them.
+/// `epoch_ok()` is false when the epoch cannot be written (out of memory): the versions are
+/// gone then too, so nothing is served, and the next script tries again.
+const EPOCH: &str = r"
+local function epoch_ok()
+  local info = redis.call('INFO', 'server')
+  local run = string.match(info, 'run_id:(%x+)') or 'unknown'
+  local mark = redis.pcall('GET', KEYS[1])
+  if mark == run then
+    local kind = redis.call('TYPE', KEYS[2]).ok
+    if kind ~= 'hash' and kind ~= 'none' then
+      redis.call('DEL', KEYS[2])
+    end
+    return true
   end
-  out[i] = v
+  redis.call('UNLINK', KEYS[2])
+  local set = redis.pcall('SET', KEYS[1], run)
+  if type(set) == 'table' and set.err then
+    redis.call('DEL', KEYS[1])
+    return false
+  end
+  return true
+end
+-- A version as this backend writes it: at most 18 digits, so INCR never overflows.
+local function valid(v)
+  return type(v) == 'string' and #v <= 18 and string.match(v, '^%d+$') ~= nil
+end
+";
+
+/// `hit`: the entry (when KEYS[3] is given) and the versions of the tables ARGV names.
+/// Returns `{entry or nil, version or nil, ...}`, or `{}` when the epoch is unavailable.
+const HIT: &str = r"
+if not epoch_ok() then
+  return {}
+end
+local out = {false}
+if KEYS[3] then
+  local entry = redis.pcall('GET', KEYS[3])
+  if type(entry) == 'string' then
+    out[1] = entry
+  end
+end
+if #ARGV > 0 then
+  local versions = redis.call('HMGET', KEYS[2], unpack(ARGV))
+  for i = 1, #ARGV do
+    if valid(versions[i]) then
+      out[i + 1] = versions[i]
+    else
+      out[i + 1] = false
+    end
+  end
 end
 return out
 ";
 
-/// `set_tracked`: store an entry if its tables' versions are still the captured ones, and
-/// track its key under each table, keeping the newest ARGV[3] keys per table.
-///
-/// KEYS[1]: the entry key; KEYS[2 .. n+1]: version keys; KEYS[n+2 .. 2n+1]: tracking sets.
-/// ARGV[1]: the value; ARGV[2]: TTL in ms, "0" for none; ARGV[3]: the most keys a table
-/// tracks; ARGV[4 .. n+3]: the captured versions.
-/// Returns -1 when a version moved (nothing stored), else how many keys were dropped from
-/// tracking and deleted.
-const STORE: &str = r"
-local n = (#KEYS - 1) / 2
-for i = 1, n do
-  -- A write completed since the load captured its versions: its result is stale.
-  if redis.pcall('GET', KEYS[1 + i]) ~= ARGV[3 + i] then
-    return -1
-  end
+/// `versions`: the current version of each table, creating missing ones.
+/// ARGV: table, random start, table, random start, ... Returns the versions as strings
+/// (Lua numbers are doubles).
+const VERSIONS: &str = r"
+if not epoch_ok() then
+  return redis.error_reply('cache: the namespace epoch cannot be written (out of memory?)')
 end
-if ARGV[2] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local out = {}
+for i = 1, #ARGV, 2 do
+  local v = redis.call('HGET', KEYS[2], ARGV[i])
+  if not valid(v) then
+    -- Missing, or not ours: start at a random value, never at one that a read may have
+    -- captured before the version was lost (which would make its stale entry look fresh).
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    v = ARGV[i + 1]
+  end
+  out[#out + 1] = v
 end
-local max = tonumber(ARGV[3])
-local dropped = 0
-for i = 1, n do
-  local set = KEYS[1 + n + i]
-  if redis.call('TYPE', set).ok ~= 'zset' then
-    redis.call('DEL', set)
-  end
-  -- Scores count up per set, so rank 0 is the key stored longest ago.
-  local last = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')
-  local score = 1
-  if last[2] then
-    score = tonumber(last[2]) + 1
-  end
-  redis.call('ZADD', set, score, KEYS[1])
-  local extra = redis.call('ZCARD', set) - max
-  if extra > 0 then
-    local old = redis.call('ZRANGE', set, 0, extra - 1)
-    redis.call('ZREMRANGEBYRANK', set, 0, extra - 1)
-    -- In slices: unpack() of thousands of values overflows Lua's stack.
-    for j = 1, #old, 500 do
-      redis.call('UNLINK', unpack(old, j, math.min(j + 499, #old)))
-    end
-    dropped = dropped + #old
-  end
-end
-return dropped
+return out
 ";
 
-/// `bump`: give each table a new version and delete the keys it tracks.
-///
-/// KEYS[1 .. n]: version keys; KEYS[n+1 .. 2n]: tracking sets. ARGV[i]: a random start for
-/// KEYS[i] when it is missing or not ours.
-const BUMP: &str = r"
-local n = #KEYS / 2
-for i = 1, n do
-  local v = redis.pcall('GET', KEYS[i])
-  if type(v) == 'string' and #v <= 18 and string.match(v, '^%d+$') then
-    redis.call('INCR', KEYS[i])
-  else
-    redis.call('SET', KEYS[i], ARGV[i])
+/// `store`: whether every table still has the captured version; when KEYS[3] is given
+/// (one server), also stores the entry there.
+/// ARGV: value, TTL in ms ('0': none), table, version, table, version, ...
+/// Returns 1, or 0 when a version moved (nothing stored).
+const STORE: &str = r"
+if not epoch_ok() then
+  return 0
+end
+for i = 3, #ARGV, 2 do
+  -- A write completed since the load captured its versions: its result is stale.
+  if redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[i + 1] then
+    return 0
   end
-  local set = KEYS[n + i]
-  local keys = redis.pcall('ZRANGE', set, 0, -1)
-  if type(keys) == 'table' and not keys.err then
-    for j = 1, #keys, 500 do
-      redis.call('UNLINK', unpack(keys, j, math.min(j + 499, #keys)))
+end
+if KEYS[3] then
+  if ARGV[2] == '0' then
+    redis.call('SET', KEYS[3], ARGV[1])
+  else
+    redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+  end
+end
+return 1
+";
+
+/// `track`: adds ARGV[1] (an entry key) to the tracking set KEYS[1], keeping the newest
+/// ARGV[2]. Returns the keys dropped from tracking, for the caller to delete.
+const TRACK: &str = r"
+if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then
+  redis.call('DEL', KEYS[1])
+end
+-- Scores count up per set, so rank 0 is the key tracked longest ago.
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local score = 1
+if last[2] then
+  score = tonumber(last[2]) + 1
+end
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if extra > 0 then
+  local old = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
+  return old
+end
+return {}
+";
+
+/// `bump`: gives each table ARGV names a new version. ARGV: table, random start, ...
+///
+/// Out of memory, Redis refuses the increment but not a delete: the version is deleted,
+/// and comes back at a random value. Either way every entry tagged before is stale.
+const BUMP: &str = r"
+epoch_ok()
+for i = 1, #ARGV, 2 do
+  local v = redis.call('HGET', KEYS[2], ARGV[i])
+  local done
+  if valid(v) then
+    done = redis.pcall('HINCRBY', KEYS[2], ARGV[i], 1)
+  else
+    done = redis.pcall('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  if type(done) == 'table' and done.err then
+    local deleted = redis.pcall('HDEL', KEYS[2], ARGV[i])
+    if type(deleted) == 'table' and deleted.err then
+      redis.call('DEL', KEYS[2])
     end
   end
-  redis.call('DEL', set)
 end
-return n
+return 1
+";
+
+/// `pop`: the keys the tracking set KEYS[1] holds, deleting the set.
+const POP: &str = r"
+local keys = redis.pcall('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+if type(keys) ~= 'table' or keys.err then
+  return {}
+end
+return keys
 ";
 
 impl RedisBackend {
-    /// Connects to `url` (`redis://[:password@]host[:port][/db]`) and checks the server
-    /// answers within the timeout.
+    /// Connects to `url` (`redis://[:password@]host[:port][/db]`, or `rediss://` with the
+    /// `tls` features of the `redis` crate) and checks the server answers within the
+    /// timeout.
     ///
     /// Call it inside a Tokio runtime: the connection runs on it.
     ///
@@ -249,11 +422,7 @@ impl RedisBackend {
     /// an application while Redis is down, use [`RedisBackend::connect_lazy`].
     pub async fn connect(url: &str, options: RedisOptions) -> Result<RedisBackend, BackendError> {
         let backend = RedisBackend::connect_lazy(url, options).await?;
-        backend
-            .run("PING", |mut conn| async move {
-                redis::cmd("PING").query_async::<()>(&mut conn).await
-            })
-            .await?;
+        backend.ping().await?;
         Ok(backend)
     }
 
@@ -277,22 +446,67 @@ impl RedisBackend {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(options.backoff.max(Duration::from_millis(50)));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| BackendError::with_source("cannot create a Redis connection", e))?;
-        Ok(RedisBackend {
-            inner: Arc::new(Inner {
-                conn,
-                url: redact(url),
-                options,
-                down_until: AtomicU64::new(0),
-                origin: Instant::now(),
-                scripts: Scripts {
-                    versions: Script::new(VERSIONS),
-                    store: Script::new(STORE),
-                    bump: Script::new(BUMP),
-                },
-            }),
-        })
+        let open = |config: ConnectionManagerConfig| {
+            ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map_err(|e| BackendError::with_source("cannot create a Redis connection", e))
+        };
+        let conn = Link::Server(open(config.clone())?);
+        let bulk = Link::Server(open(config)?);
+        Ok(RedisBackend::build(conn, bulk, false, redact(url), options))
+    }
+
+    /// Connects to a Redis Cluster through any of `nodes` (`redis://host:port` each; the
+    /// others are discovered) and checks it answers within the timeout.
+    ///
+    /// The key layout spreads entries over every shard. What each operation costs there:
+    ///
+    /// - A hit is two reads in parallel, one round trip: the entry on its shard, and the
+    ///   versions (a script) on the shard of the namespace's slot.
+    /// - A store checks the versions (a script on the namespace's shard), sets the entry on
+    ///   its shard, then tracks its key on the shard of each table's slot.
+    /// - An invalidation bumps the versions (a script on the namespace's shard), then pops
+    ///   each table's tracked keys (on the table's shard) and deletes them (on theirs).
+    ///
+    /// Every hit reads the namespace's shard, so it takes the whole read load of the
+    /// namespace's version checks: give independent parts of an application namespaces of
+    /// their own to spread them. A failover of any shard is handled as on one server.
+    ///
+    /// # Errors
+    ///
+    /// A [`BackendError`] when a URL is invalid or the Cluster does not answer.
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        options: RedisOptions,
+    ) -> Result<RedisBackend, BackendError> {
+        let client = ClusterClient::builder(nodes.iter().copied())
+            .connection_timeout(options.timeout)
+            .response_timeout(options.timeout)
+            .retries(2)
+            .build()
+            .map_err(|e| {
+                BackendError::with_source(format!("invalid Cluster nodes {nodes:?}"), e)
+            })?;
+        let connect = || async {
+            tokio::time::timeout(
+                options.timeout.max(Duration::from_secs(1)),
+                client.get_async_connection(),
+            )
+            .await
+            .map_err(|_| BackendError::new(format!("Redis Cluster {nodes:?} did not answer")))?
+            .map_err(|e| {
+                BackendError::with_source(format!("cannot connect to Redis Cluster {nodes:?}"), e)
+            })
+        };
+        let conn = Link::Cluster(connect().await?);
+        let bulk = Link::Cluster(connect().await?);
+        let url = nodes
+            .iter()
+            .map(|n| redact(n))
+            .collect::<Vec<_>>()
+            .join(",");
+        let backend = RedisBackend::build(conn, bulk, true, url, options);
+        backend.ping().await?;
+        Ok(backend)
     }
 
     /// [`RedisBackend::connect`] with the options `settings` gives
@@ -308,25 +522,76 @@ impl RedisBackend {
         RedisBackend::connect(url, RedisOptions::from_settings(settings)).await
     }
 
+    fn build(
+        conn: Link,
+        bulk: Link,
+        cluster: bool,
+        url: String,
+        options: RedisOptions,
+    ) -> RedisBackend {
+        RedisBackend {
+            inner: Arc::new(Inner {
+                conn,
+                bulk,
+                cluster,
+                url,
+                options,
+                health: Health {
+                    origin: Instant::now(),
+                    down_until: AtomicU64::new(0),
+                    timeouts: AtomicU32::new(0),
+                    troubled: AtomicBool::new(false),
+                    hits_from: AtomicU64::new(0),
+                },
+                scripts: Scripts {
+                    hit: script(HIT),
+                    versions: script(VERSIONS),
+                    store: script(STORE),
+                    track: Script::new(TRACK),
+                    bump: script(BUMP),
+                    pop: Script::new(POP),
+                },
+            }),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.run("PING", false, |mut conn| async move {
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
     /// Runs one Redis operation: fails at once while backing off, bounds it by the timeout,
-    /// and starts backing off after a connection failure or a timeout.
-    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, BackendError>
+    /// and keeps the server's health (see [`Health`]). `bulk`: on the bulk connection; a
+    /// timeout there fails the one operation, never puts the backend in backoff.
+    async fn run<T, F, Fut>(&self, op: &'static str, bulk: bool, f: F) -> Result<T, BackendError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Link) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let inner = &self.inner;
-        let until = inner.down_until.load(Ordering::Relaxed);
+        let health = &inner.health;
+        let until = health.down_until.load(Ordering::Relaxed);
         if until != 0 && self.now() < until {
             return Err(BackendError::new(format!(
                 "Redis at {} is unavailable (backing off after a failure); {op} skipped",
                 inner.url
             )));
         }
-        match tokio::time::timeout(inner.options.timeout, f(inner.conn.clone())).await {
+        let link = if bulk { &inner.bulk } else { &inner.conn };
+        match tokio::time::timeout(inner.options.timeout, f(link.clone())).await {
             Ok(Ok(value)) => {
                 if until != 0 {
-                    inner.down_until.store(0, Ordering::Relaxed);
+                    health.down_until.store(0, Ordering::Relaxed);
+                }
+                if !bulk {
+                    health.timeouts.store(0, Ordering::Relaxed);
+                }
+                if health.troubled.swap(false, Ordering::AcqRel) {
+                    let grace = inner.options.get_reconnect_grace();
+                    let from = self.now().saturating_add(nanos(grace));
+                    health.hits_from.store(from, Ordering::Release);
                 }
                 Ok(value)
             }
@@ -334,13 +599,21 @@ impl RedisBackend {
                 if is_connection_error(&e) {
                     self.back_off();
                 }
+                if !is_refusal(&e) {
+                    health.troubled.store(true, Ordering::Release);
+                }
                 Err(BackendError::with_source(
                     format!("Redis {op} at {} failed", inner.url),
                     e,
                 ))
             }
             Err(_) => {
-                self.back_off();
+                health.troubled.store(true, Ordering::Release);
+                // One slow operation (a large value) is not an outage; two in a row on the
+                // connection hits use are.
+                if !bulk && health.timeouts.fetch_add(1, Ordering::Relaxed) >= 1 {
+                    self.back_off();
+                }
                 Err(BackendError::new(format!(
                     "Redis {op} at {} timed out after {:?}",
                     inner.url, inner.options.timeout
@@ -349,15 +622,83 @@ impl RedisBackend {
         }
     }
 
+    /// Whether hits may be served: not within the grace after a failure.
+    fn hits_allowed(&self) -> bool {
+        let health = &self.inner.health;
+        if health.troubled.load(Ordering::Acquire) {
+            return false;
+        }
+        let from = health.hits_from.load(Ordering::Acquire);
+        from == 0 || self.now() >= from
+    }
+
     fn now(&self) -> u64 {
-        u64::try_from(self.inner.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        nanos(self.inner.health.origin.elapsed())
     }
 
     fn back_off(&self) {
-        let backoff = u64::try_from(self.inner.options.backoff.as_nanos()).unwrap_or(u64::MAX);
-        let until = self.now().saturating_add(backoff).max(1);
-        self.inner.down_until.store(until, Ordering::Relaxed);
+        let until = self
+            .now()
+            .saturating_add(nanos(self.inner.options.backoff))
+            .max(1);
+        self.inner.health.down_until.store(until, Ordering::Relaxed);
     }
+
+    /// Deletes `keys`, in batches (a Cluster splits each batch by slot).
+    async fn unlink(&self, keys: &[Vec<u8>]) -> Result<(), BackendError> {
+        for chunk in keys.chunks(BATCH) {
+            self.run("UNLINK", false, |mut conn| async move {
+                redis::cmd("UNLINK")
+                    .arg(chunk)
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The masters' addresses: one server's, or every Cluster master's.
+    async fn masters(&self) -> Result<Vec<Option<(String, u16)>>, BackendError> {
+        if !self.inner.cluster {
+            return Ok(vec![None]);
+        }
+        let nodes = self
+            .run("CLUSTER NODES", false, |mut conn| async move {
+                redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async::<String>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(masters_of(&nodes).into_iter().map(Some).collect())
+    }
+}
+
+/// A script with the shared prelude.
+fn script(body: &str) -> Script {
+    Script::new(&format!("{EPOCH}{body}"))
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The `host:port` of every master that is not failing, from `CLUSTER NODES`.
+fn masters_of(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            let addr = fields.get(1)?.split('@').next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Errors that say the server cannot be reached (as opposed to a command it refused).
@@ -367,6 +708,12 @@ fn is_connection_error(e: &RedisError) -> bool {
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
+}
+
+/// Errors that say the server refused one command (out of memory, a wrong type), as
+/// opposed to it being unreachable, loading, or changing hands.
+fn is_refusal(e: &RedisError) -> bool {
+    matches!(e.code(), Some("OOM" | "ERR" | "WRONGTYPE" | "NOSCRIPT"))
 }
 
 /// The URL without its password, for messages.
@@ -380,7 +727,8 @@ fn redact(url: &str) -> String {
 }
 
 /// A table name with every byte outside `[A-Za-z0-9_.-]` percent-encoded: the result has
-/// no `:` (so it cannot be mistaken for another key kind) and two names never encode alike.
+/// no `:`, `{` or `}` (so it cannot be mistaken for another key kind, nor change a key's
+/// Cluster slot) and two names never encode alike.
 fn encode_table(table: &str) -> Cow<'_, str> {
     let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
     if table.bytes().all(plain) {
@@ -397,22 +745,20 @@ fn encode_table(table: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn version_key(namespace: &str, table: &str) -> String {
-    table_key(namespace, ":v:", table)
+/// `{ns}:epoch`: in the namespace's Cluster slot (the namespace has no braces: Settings
+/// rejects them).
+fn epoch_key(namespace: &str) -> String {
+    format!("{{{namespace}}}:epoch")
 }
 
+/// `{ns}:v`, the namespace's versions hash, in the epoch's slot.
+fn versions_key(namespace: &str) -> String {
+    format!("{{{namespace}}}:v")
+}
+
+/// `{ns:k:table}`: the table's tracking set, in a slot of the table's own.
 fn tracking_key(namespace: &str, table: &str) -> String {
-    table_key(namespace, ":k:", table)
-}
-
-/// `{namespace}{kind}{encoded table}`, built without `format!` (it runs on every hit).
-fn table_key(namespace: &str, kind: &str, table: &str) -> String {
-    let table = encode_table(table);
-    let mut key = String::with_capacity(namespace.len() + kind.len() + table.len());
-    key.push_str(namespace);
-    key.push_str(kind);
-    key.push_str(&table);
-    key
+    format!("{{{namespace}:k:{}}}", encode_table(table))
 }
 
 /// A random first version: below 2^52 so it can be bumped for ever (and survives Lua's
@@ -445,6 +791,7 @@ impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
             .field("url", &self.inner.url)
+            .field("cluster", &self.inner.cluster)
             .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
@@ -453,7 +800,7 @@ impl fmt::Debug for RedisBackend {
 #[async_trait]
 impl Backend for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        self.run("GET", move |mut conn| async move {
+        self.run("GET", false, move |mut conn| async move {
             redis::cmd("GET")
                 .arg(key)
                 .query_async::<Option<Vec<u8>>>(&mut conn)
@@ -468,7 +815,8 @@ impl Backend for RedisBackend {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        self.run("SET", move |mut conn| async move {
+        let bulk = value.len() > BULK;
+        self.run("SET", bulk, move |mut conn| async move {
             let mut cmd = redis::cmd("SET");
             cmd.arg(key).arg(value);
             if let Some(ms) = expiry_ms(ttl) {
@@ -481,7 +829,7 @@ impl Backend for RedisBackend {
 
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         for chunk in keys.chunks(BATCH) {
-            self.run("UNLINK", |mut conn| async move {
+            self.run("UNLINK", false, |mut conn| async move {
                 redis::cmd("UNLINK")
                     .arg(chunk)
                     .query_async::<()>(&mut conn)
@@ -492,38 +840,89 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
+    /// Deletes every key starting with `prefix`, on every master; for a prefix
+    /// `{namespace}:`, also the namespace's versions and tracking sets, so every load in
+    /// flight becomes stale.
     async fn clear_prefix(&self, prefix: &str) -> Result<(), BackendError> {
-        let pattern = format!("{}*", glob_escape(prefix));
+        let mut patterns = vec![format!("{}*", glob_escape(prefix))];
+        if let Some(namespace) = prefix.strip_suffix(':') {
+            let namespace = glob_escape(namespace);
+            patterns.push(format!("{{{namespace}}}:*"));
+            patterns.push(format!("{{{namespace}:k:*"));
+        }
+        for master in self.masters().await? {
+            for pattern in &patterns {
+                self.clear_matching(master.as_ref(), pattern).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RedisBackend {
+    /// `SCAN MATCH pattern` on one server (`None`: the only one) and deletes what it finds.
+    async fn clear_matching(
+        &self,
+        master: Option<&(String, u16)>,
+        pattern: &str,
+    ) -> Result<(), BackendError> {
         let mut cursor = 0_u64;
         // Each step is bounded by the timeout; the whole scan is as long as the keyspace.
         loop {
-            let pattern = &pattern;
             let (next, keys) = self
-                .run("SCAN", |mut conn| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
+                .run("SCAN", false, |mut conn| async move {
+                    let mut cmd = redis::cmd("SCAN");
+                    cmd.arg(cursor)
                         .arg("MATCH")
                         .arg(pattern)
                         .arg("COUNT")
-                        .arg(1000)
-                        .query_async::<(u64, Vec<Vec<u8>>)>(&mut conn)
-                        .await
+                        .arg(1000);
+                    match (master, &mut conn) {
+                        (Some((host, port)), Link::Cluster(cluster)) => {
+                            let routing =
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host: host.clone(),
+                                    port: *port,
+                                });
+                            let value = cluster.route_command(cmd, routing).await?;
+                            redis::from_redis_value::<(u64, Vec<Vec<u8>>)>(value)
+                                .map_err(RedisError::from)
+                        }
+                        _ => cmd.query_async::<(u64, Vec<Vec<u8>>)>(&mut conn).await,
+                    }
                 })
                 .await?;
-            if !keys.is_empty() {
-                self.run("UNLINK", |mut conn| async move {
-                    redis::cmd("UNLINK")
-                        .arg(&keys)
-                        .query_async::<()>(&mut conn)
-                        .await
-                })
-                .await?;
-            }
+            self.unlink(&keys).await?;
             if next == 0 {
                 return Ok(());
             }
             cursor = next;
         }
+    }
+
+    /// Tracks `key` under each table, returning how many old keys were dropped (and
+    /// deleted) to keep each within `max_keys`.
+    async fn track(
+        &self,
+        namespace: &str,
+        key: &str,
+        tables: impl Iterator<Item = &str>,
+        max_keys: usize,
+    ) -> Result<usize, BackendError> {
+        let mut dropped = Vec::new();
+        for table in tables {
+            let set = tracking_key(namespace, table);
+            let old = self
+                .run("track script", false, |mut conn| async move {
+                    let mut call = self.inner.scripts.track.prepare_invoke();
+                    call.key(set).arg(key).arg(max_keys.max(1));
+                    call.invoke_async::<Vec<Vec<u8>>>(&mut conn).await
+                })
+                .await?;
+            dropped.extend(old);
+        }
+        self.unlink(&dropped).await?;
+        Ok(dropped.len())
     }
 }
 
@@ -534,11 +933,11 @@ impl SharedBackend for RedisBackend {
             return Ok(Vec::new());
         }
         let raw = self
-            .run("versions script", |mut conn| async move {
+            .run("versions script", false, |mut conn| async move {
                 let mut call = self.inner.scripts.versions.prepare_invoke();
+                call.key(epoch_key(namespace)).key(versions_key(namespace));
                 for (i, table) in tables.iter().enumerate() {
-                    call.key(version_key(namespace, table));
-                    call.arg(fresh_version(i));
+                    call.arg(*table).arg(fresh_version(i));
                 }
                 call.invoke_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
             })
@@ -559,31 +958,43 @@ impl SharedBackend for RedisBackend {
         key: &str,
         tables: &[&str],
     ) -> Result<Checked, BackendError> {
+        if !self.hits_allowed() {
+            return Ok((None, vec![0; tables.len()]));
+        }
         if tables.is_empty() {
             return Ok((self.get(key).await?, Vec::new()));
         }
-        let mut values = self
-            .run("MGET", |mut conn| async move {
-                let mut cmd = redis::cmd("MGET");
-                cmd.arg(key);
-                for table in tables {
-                    cmd.arg(version_key(namespace, table));
+        let check = |entry: bool| {
+            self.run("hit script", false, move |mut conn| async move {
+                let mut call = self.inner.scripts.hit.prepare_invoke();
+                call.key(epoch_key(namespace)).key(versions_key(namespace));
+                if entry {
+                    call.key(key);
                 }
-                cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
+                for table in tables {
+                    call.arg(*table);
+                }
+                call.invoke_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
             })
-            .await?;
+        };
+        let (entry, values) = if self.inner.cluster {
+            // The entry lives on a shard of its own: read it beside the versions.
+            let (entry, values) = futures_util::future::join(self.get(key), check(false)).await;
+            (entry?, values?)
+        } else {
+            let mut values = check(true).await?;
+            let entry = values.first_mut().and_then(Option::take);
+            (entry, values)
+        };
         if values.len() != tables.len() + 1 {
-            return Err(BackendError::new(format!(
-                "Redis MGET of {} keys returned {} values",
-                tables.len() + 1,
-                values.len()
-            )));
+            // The epoch is unavailable (out of memory): nothing is current.
+            return Ok((None, vec![0; tables.len()]));
         }
         let versions = values[1..]
             .iter()
             .map(|v| parse_version(v.as_deref()))
             .collect();
-        Ok((values.swap_remove(0), versions))
+        Ok((entry, versions))
     }
 
     async fn set_tracked(
@@ -595,51 +1006,73 @@ impl SharedBackend for RedisBackend {
         tags: &[(&str, u64)],
         max_keys: usize,
     ) -> Result<StoreOutcome, BackendError> {
-        let dropped = self
-            .run("store script", |mut conn| async move {
+        let cluster = self.inner.cluster;
+        let ms = expiry_ms(ttl).unwrap_or(0);
+        let bulk = value.len() > BULK;
+        let (stored, value) = self
+            .run("store script", bulk && !cluster, |mut conn| async move {
                 let mut call = self.inner.scripts.store.prepare_invoke();
-                call.key(key);
-                for (table, _) in tags {
-                    call.key(version_key(namespace, table));
+                call.key(epoch_key(namespace)).key(versions_key(namespace));
+                if cluster {
+                    call.arg(&[] as &[u8]);
+                } else {
+                    call.key(key).arg(&value[..]);
                 }
-                for (table, _) in tags {
-                    call.key(tracking_key(namespace, table));
+                call.arg(ms);
+                for (table, version) in tags {
+                    call.arg(*table).arg(version.to_string());
                 }
-                call.arg(value)
-                    .arg(expiry_ms(ttl).unwrap_or(0))
-                    .arg(max_keys.max(1));
-                for (_, version) in tags {
-                    call.arg(version.to_string());
-                }
-                call.invoke_async::<i64>(&mut conn).await
+                let stored = call.invoke_async::<i64>(&mut conn).await?;
+                Ok((stored, value))
             })
             .await?;
-        Ok(match usize::try_from(dropped) {
-            Ok(evicted) => StoreOutcome::Stored { evicted },
-            Err(_) => StoreOutcome::Stale,
-        })
+        if stored != 1 {
+            return Ok(StoreOutcome::Stale);
+        }
+        if cluster {
+            // Checked first, then stored: a bump in between leaves a stale entry, which
+            // every hit rejects by its tags.
+            self.set(key, value, ttl).await?;
+        }
+        let evicted = self
+            .track(namespace, key, tags.iter().map(|(t, _)| *t), max_keys)
+            .await?;
+        Ok(StoreOutcome::Stored { evicted })
     }
 
     async fn bump(&self, namespace: &str, tables: &[&str]) -> Result<(), BackendError> {
         if tables.is_empty() {
             return Ok(());
         }
-        self.run("bump script", |mut conn| async move {
+        self.run("bump script", false, |mut conn| async move {
             let mut call = self.inner.scripts.bump.prepare_invoke();
-            for table in tables {
-                call.key(version_key(namespace, table));
-            }
+            call.key(epoch_key(namespace)).key(versions_key(namespace));
             for (i, table) in tables.iter().enumerate() {
-                call.key(tracking_key(namespace, table));
-                call.arg(fresh_version(i));
+                call.arg(*table).arg(fresh_version(i));
             }
             call.invoke_async::<()>(&mut conn).await
         })
-        .await
+        .await?;
+        // The invalidation has taken effect; deleting the entries only frees memory, and a
+        // failure here leaves them to their TTL (or to the table's tracking bound).
+        for table in tables {
+            let set = tracking_key(namespace, table);
+            let keys = self
+                .run("pop script", false, |mut conn| async move {
+                    let mut call = self.inner.scripts.pop.prepare_invoke();
+                    call.key(set);
+                    call.invoke_async::<Vec<Vec<u8>>>(&mut conn).await
+                })
+                .await;
+            if let Ok(keys) = keys {
+                let _ = self.unlink(&keys).await;
+            }
+        }
+        Ok(())
     }
 
     async fn tracked(&self, namespace: &str, table: &str) -> Result<usize, BackendError> {
-        self.run("ZCARD", move |mut conn| async move {
+        self.run("ZCARD", false, move |mut conn| async move {
             redis::cmd("ZCARD")
                 .arg(tracking_key(namespace, table))
                 .query_async::<usize>(&mut conn)
@@ -667,18 +1100,39 @@ mod tests {
 
     #[test]
     fn key_kinds_never_collide() {
-        // Entry keys are `ns:` + 64 hex digits: no `:` after the namespace.
-        for table in ["users", "a:b", "v:x", "k", "%3A", "é", ""] {
-            let v = version_key("ns", table);
+        // Entry keys are `ns:` + 64 hex digits; ours start with `{`.
+        for table in ["users", "a:b", "v:x", "k", "%3A", "é", "", "{x}", "a}b"] {
             let k = tracking_key("ns", table);
-            assert_ne!(v, k);
-            assert!(!v["ns:v:".len()..].contains(':'), "{v}");
-            assert!(!k["ns:k:".len()..].contains(':'), "{k}");
+            let tag = &k[1..k.find('}').expect("a hash tag")];
+            assert_eq!(
+                tag,
+                &k[1..k.len() - 1],
+                "{k}: the whole name is the hash tag"
+            );
+            assert!(!tag["ns:k:".len()..].contains([':', '{', '}']), "{k}");
         }
-        assert_ne!(version_key("ns", "a:b"), version_key("ns", "a%3Ab"));
-        assert_eq!(version_key("ns", "users"), "ns:v:users");
-        assert_eq!(tracking_key("ns", "public.users"), "ns:k:public.users");
-        assert_eq!(version_key("ns", "a b:c"), "ns:v:a%20b%3Ac");
+        assert_ne!(tracking_key("ns", "a:b"), tracking_key("ns", "a%3Ab"));
+        assert_eq!(tracking_key("ns", "public.users"), "{ns:k:public.users}");
+        assert_eq!(tracking_key("ns", "a b:c"), "{ns:k:a%20b%3Ac}");
+        assert_eq!(epoch_key("ns"), "{ns}:epoch");
+        assert_eq!(versions_key("ns"), "{ns}:v");
+    }
+
+    #[test]
+    fn cluster_masters_are_read_from_cluster_nodes() {
+        let nodes = "\
+07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@40003 master,fail - 0 1426238318243 3 connected
+e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(
+            masters_of(nodes),
+            [
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30001)
+            ]
+        );
     }
 
     #[test]

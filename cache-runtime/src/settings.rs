@@ -67,6 +67,12 @@ pub struct Settings {
     /// table names are made at run time (per tenant, per month). Must be at least 1.
     /// Default 10 000.
     pub max_tables: usize,
+    /// The largest encoded entry a remote backend (Redis) is sent, in bytes. A larger value
+    /// is not stored (the call still returns it): it is counted in
+    /// [`Stats::oversized`](crate::Stats::oversized) and logged once. One huge `SET` would
+    /// hold up every other operation on the connection for as long as it takes to send.
+    /// Must be at least 1. Default 1 MiB. Unused by the in-memory store (see `max_bytes`).
+    pub max_entry_bytes: usize,
 }
 
 impl Default for Settings {
@@ -83,6 +89,7 @@ impl Default for Settings {
             max_load_wait: Duration::from_secs(10),
             max_bytes: 256 << 20,
             max_tables: 10_000,
+            max_entry_bytes: 1 << 20,
         }
     }
 }
@@ -162,6 +169,8 @@ pub enum SettingsError {
     ZeroMaxBytes,
     /// `max_tables` is 0.
     ZeroMaxTables,
+    /// `max_entry_bytes` is 0.
+    ZeroMaxEntryBytes,
     /// `default_ttl` caches nothing: zero, or an instant already past.
     DefaultTtlCachesNothing(crate::Ttl),
 }
@@ -176,7 +185,7 @@ impl fmt::Display for SettingsError {
             SettingsError::InvalidNamespace(ns) => write!(
                 f,
                 "settings.namespace {ns:?} contains whitespace, a control character, `:`, `*`, \
-                 `?`, `[` or `]`: use letters, digits and punctuation such as `-`, `_` or `.`"
+                 `?`, `[`, `]`, `{{` or `}}`: use letters, digits and punctuation such as `-`, `_` or `.`"
             ),
             SettingsError::ZeroMaxEntries => f.write_str(
                 "settings.max_entries is 0: the in-memory backend needs room for at least one \
@@ -200,6 +209,10 @@ impl fmt::Display for SettingsError {
             ),
             SettingsError::ZeroMaxTables => f.write_str(
                 "settings.max_tables is 0: a cache must keep the version of at least one table",
+            ),
+            SettingsError::ZeroMaxEntryBytes => f.write_str(
+                "settings.max_entry_bytes is 0: a remote backend could store no entry \
+                 (set `enabled = false` to turn the cache off)",
             ),
             SettingsError::DefaultTtlCachesNothing(ttl) => write!(
                 f,
@@ -225,9 +238,11 @@ impl Settings {
         }
         // Remote backends clear `{namespace}:*`: a `:` would let clearing namespace `a`
         // reach into namespace `a:b`, and glob characters or whitespace would widen or
-        // break the match.
+        // break the match. Braces would change which Redis Cluster slot a key lands in.
         if self.namespace.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, ':' | '*' | '?' | '[' | ']')
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, ':' | '*' | '?' | '[' | ']' | '{' | '}')
         }) {
             return Err(SettingsError::InvalidNamespace(self.namespace.clone()));
         }
@@ -248,6 +263,9 @@ impl Settings {
         }
         if self.max_tables == 0 {
             return Err(SettingsError::ZeroMaxTables);
+        }
+        if self.max_entry_bytes == 0 {
+            return Err(SettingsError::ZeroMaxEntryBytes);
         }
         // Bypass is a choice; a TTL that would store nothing (zero, an instant past) is not.
         let caches_nothing = self.default_ttl != crate::Ttl::Bypass

@@ -21,6 +21,7 @@ mod shared;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) use map::{ClockMap, ENTRY_OVERHEAD};
@@ -44,6 +45,52 @@ pub(crate) struct Core {
     pub(crate) namespace: Namespace,
     pub(crate) flights: Flights,
     pub(crate) counters: Counters,
+    /// Backend failures are logged at most once per [`LOG_EVERY`].
+    pub(crate) failures: LogGate,
+    /// Whether an oversized value was logged (once per cache).
+    oversized_logged: AtomicBool,
+}
+
+/// The shortest time between two warnings about one kind of backend failure: an outage
+/// logs one line when it starts and one every ten seconds while it lasts, not one per call.
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits one kind of log line: [`LogGate::pass`] lets one through per [`LOG_EVERY`]
+/// and reports how many it held back since the last.
+pub(crate) struct LogGate {
+    origin: Instant,
+    /// Milliseconds since `origin` of the last line let through, plus one (0: never).
+    last: AtomicU64,
+    held: AtomicU64,
+}
+
+impl LogGate {
+    pub(crate) fn new() -> LogGate {
+        LogGate {
+            origin: Instant::now(),
+            last: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when this line may be logged.
+    pub(crate) fn pass(&self) -> Option<u64> {
+        let now = u64::try_from(self.origin.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.last.load(Ordering::Relaxed);
+        let every = u64::try_from(LOG_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < every
+            || self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
 }
 
 impl Core {
@@ -54,6 +101,8 @@ impl Core {
             settings,
             flights: Flights::new(),
             counters: Counters::default(),
+            failures: LogGate::new(),
+            oversized_logged: AtomicBool::new(false),
         }
     }
 
@@ -70,10 +119,29 @@ impl Core {
         name
     }
 
+    /// Counts a failed backend operation and logs it, at most once per [`LOG_EVERY`].
     pub(crate) fn backend_error(&self, op: &str, error: &dyn std::error::Error) {
         self.counters.bump(Counter::BackendErrors);
-        tracing::warn!(target: "cache_runtime", op, error = %error,
-            "cache backend failed; running the query instead");
+        if let Some(held) = self.failures.pass() {
+            tracing::warn!(target: "cache_runtime", op, error = %error, similar_since_last = held,
+                "cache backend failed; running the query instead (logged at most every 10 s)");
+        }
+    }
+
+    /// Whether an encoded entry of `len` bytes may be sent to a remote backend; counts and
+    /// logs (once) one that may not.
+    pub(crate) fn fits_remote(&self, key: &Key, len: usize) -> bool {
+        if len <= self.settings.max_entry_bytes {
+            return true;
+        }
+        self.counters.bump(Counter::Oversized);
+        if !self.oversized_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(target: "cache_runtime", key = %key, bytes = len,
+                max_entry_bytes = self.settings.max_entry_bytes,
+                "a value larger than max_entry_bytes is not cached (counted in \
+                 Stats::oversized; logged once)");
+        }
+        false
     }
 
     /// Deletes remote entries; a failure is counted and logged (the entries are stale or

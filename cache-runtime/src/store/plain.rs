@@ -85,6 +85,9 @@ impl Store for PlainStore {
         let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
             return;
         };
+        if !core.fits_remote(&key, entry.bytes.len()) {
+            return;
+        }
         if let Err(e) = self
             .backend
             .set(&core.remote_key(&key), entry.bytes, entry.storage_ttl)

@@ -4,27 +4,78 @@
 //! An invalidation is first recorded as pending, then delivered (a bump of the shared
 //! versions). While any is pending (the bump failed, or has not been sent yet), this cache
 //! neither reads from nor stores into the backend: the backend's versions lag behind a
-//! completed write. Pending bumps are retried before every operation.
+//! completed write. Pending bumps are retried before every operation, and by a background
+//! task every [`RETRY_EVERY`] until they land, so an idle writer delivers them too.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::pending::PendingBumps;
-use super::{Captured, Core, Entry, Fault, Remote, Store, decode};
+use super::{Captured, Core, Entry, Fault, LogGate, Remote, Store, decode};
 use crate::backend::{BackendError, SharedBackend, StoreOutcome};
 use crate::key::Key;
 use crate::stats::Counter;
 use crate::{CacheValue, Ttl};
 
+/// How often the background task retries an undelivered invalidation. The backend's own
+/// backoff decides when an attempt reaches the server.
+pub(crate) const RETRY_EVERY: Duration = Duration::from_millis(100);
+
 pub(crate) struct SharedStore {
-    backend: Box<dyn SharedBackend>,
+    backend: Arc<dyn SharedBackend>,
     /// Tables whose invalidation the backend has not taken yet.
-    pending: PendingBumps,
+    pending: Arc<PendingBumps>,
+    /// Whether a background task is retrying `pending`.
+    retrying: Arc<AtomicBool>,
+    undelivered_log: LogGate,
 }
 
 impl SharedStore {
     pub(crate) fn new(backend: Box<dyn SharedBackend>) -> SharedStore {
         SharedStore {
-            backend,
-            pending: PendingBumps::default(),
+            backend: Arc::from(backend),
+            pending: Arc::default(),
+            retrying: Arc::default(),
+            undelivered_log: LogGate::new(),
         }
+    }
+
+    /// Starts the task that retries the pending bumps until they land, unless one runs (or
+    /// there is no Tokio runtime: then the next operation retries). It outlives the cache:
+    /// a write's invalidation is owed to the other processes whether or not this cache is
+    /// still used.
+    fn retry_in_background(&self, namespace: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let backend = Arc::clone(&self.backend);
+        let pending = Arc::clone(&self.pending);
+        let retrying = Arc::clone(&self.retrying);
+        let namespace = namespace.to_owned();
+        runtime.spawn(async move {
+            let mut attempts = 0_u64;
+            loop {
+                while let Some(tables) = pending.waiting() {
+                    tokio::time::sleep(RETRY_EVERY).await;
+                    attempts += 1;
+                    let names: Vec<&str> = tables.iter().map(|(t, _)| &**t).collect();
+                    if backend.bump(&namespace, &names).await.is_ok() {
+                        pending.delivered(&tables);
+                        tracing::info!(target: "cache_runtime", tables = ?names, attempts,
+                            "invalidation delivered to the shared backend");
+                    }
+                }
+                retrying.store(false, Ordering::Release);
+                // A bump that failed while this task was finishing found it still running.
+                if pending.waiting().is_none() || retrying.swap(true, Ordering::AcqRel) {
+                    break;
+                }
+            }
+        });
     }
 
     /// Delivers the pending bumps. `false` while that still fails: the backend's versions
@@ -42,10 +93,13 @@ impl SharedStore {
             }
             Err(e) => {
                 core.backend_error("bump", &e);
-                tracing::warn!(target: "cache_runtime", tables = ?names,
-                    "invalidation not delivered to the shared backend: this cache bypasses it \
-                     until the invalidation is delivered; other caches may serve older \
-                     entries of these tables until then");
+                if self.undelivered_log.pass().is_some() {
+                    tracing::warn!(target: "cache_runtime", tables = ?names,
+                        "invalidation not delivered to the shared backend: this cache \
+                         bypasses it, and retries in the background, until it is delivered; \
+                         other caches may serve older entries of these tables until then");
+                }
+                self.retry_in_background(&core.settings.namespace);
                 false
             }
         }
@@ -165,6 +219,9 @@ impl Store for SharedStore {
         let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
             return;
         };
+        if !core.fits_remote(&key, entry.bytes.len()) {
+            return;
+        }
         if !self.deliver_pending(core).await {
             return;
         }
