@@ -174,7 +174,7 @@ mod round_trip {
             .prop_map(
                 |(
                     namespace,
-                    (keys, entries, bytes, tables, _),
+                    (keys, entries, bytes, tables, entry_bytes),
                     (inv, none, enabled),
                     ttl,
                     (bt, lw),
@@ -191,6 +191,7 @@ mod round_trip {
                         max_load_wait: lw,
                         max_bytes: bytes,
                         max_tables: tables,
+                        max_entry_bytes: entry_bytes,
                     }
                 },
             )
