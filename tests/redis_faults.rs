@@ -364,3 +364,66 @@ async fn an_instance_started_after_a_rollback_serves_nothing_from_before() {
     );
     assert_eq!(read(after, 99).await, 3, "and caching resumes");
 }
+
+/// A value over `max_entry_bytes` is not sent (counted in `oversized`), and one slow
+/// operation on a large value (here a 48 MiB `SET` against a 20 ms timeout) fails alone:
+/// it travels on the bulk connection and never puts the backend in backoff, so other reads
+/// keep being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_values_are_bounded_and_a_slow_one_fails_alone() {
+    use cache_redis::{RedisBackend, RedisOptions};
+    use cache_runtime::backend::Backend;
+    use cache_runtime::{Cache, KeyScope, Settings, Ttl};
+
+    let _alone = cache_suite::one_at_a_time().await;
+    if !enabled() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let url = server.url();
+
+    // The size bound.
+    static SCOPE: KeyScope = KeyScope::new("big");
+    let settings = Settings {
+        namespace: format!("big-{}", cache_suite::unique_suffix()),
+        max_entry_bytes: 1024,
+        ..Settings::default()
+    };
+    let backend = RedisBackend::connect(&url, RedisOptions::default())
+        .await
+        .expect("Redis answers");
+    let cache = Cache::with_shared_backend(settings, backend).expect("valid settings");
+    for round in 0..2 {
+        let key = cache.key(&SCOPE, &1_u8).expect("a key");
+        let load = || async { Ok::<_, std::convert::Infallible>(vec![7_u8; 4096]) };
+        let value = cache.get_or_load(key, &["t"], Ttl::Forever, load).await;
+        assert_eq!(value.expect("infallible").len(), 4096, "round {round}");
+    }
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.oversized, stats.loads, stats.hits),
+        (2, 2, 0),
+        "{stats:?}"
+    );
+
+    // One slow operation.
+    let options = RedisOptions::default().timeout(Duration::from_millis(20));
+    let raw = RedisBackend::connect(&url, options)
+        .await
+        .expect("Redis answers");
+    raw.set("small", b"v".to_vec(), None).await.expect("SET");
+    let huge = raw.set("huge", vec![0_u8; 48 << 20], None);
+    let reads = async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(200) {
+            let small = raw.get("small").await;
+            assert_eq!(
+                small.expect("not backing off, not held up").as_deref(),
+                Some(&b"v"[..])
+            );
+        }
+    };
+    let (slow, ()) = tokio::join!(huge, reads);
+    assert!(slow.is_err(), "48 MiB within 20 ms: make the value larger");
+}
