@@ -448,3 +448,19 @@ impl Fault {
         core.delete_remote(backend, &[name]).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LogGate;
+
+    /// An outage logs one line, then holds the rest back (counting them) for `LOG_EVERY`.
+    #[test]
+    fn the_log_gate_lets_one_line_through_per_period() {
+        let gate = LogGate::new();
+        assert_eq!(gate.pass(), Some(0), "the first failure is logged");
+        for _ in 0..100 {
+            assert_eq!(gate.pass(), None, "later ones within the period are not");
+        }
+        assert_eq!(gate.held.load(std::sync::atomic::Ordering::Relaxed), 100);
+    }
+}
