@@ -48,6 +48,9 @@ pub async fn counter(cache: &Cache, pool: &SqlitePool, slot: i64) -> sqlx::Resul
 /// keys at random: most of those are not read again while a fault lasts, so a stale entry
 /// left on one is not overwritten by a reload before it is served.
 const HOT: u64 = 4;
+/// The end of a run in which readers count their hits apart: hits must have resumed
+/// after every fault.
+const LATE: Duration = Duration::from_millis(700);
 const COLD: u64 = 256;
 
 /// The key of a reader's `ops`-th read.
@@ -140,6 +143,7 @@ fn checker_child() {
         let start = Instant::now();
         let (mut ops, mut stale, mut failed) = (0_u64, 0_u64, 0_u64);
         let mut random = u64::from(std::process::id()) | 1;
+        let mut late_hits = 0_u64;
         while start.elapsed() < run_for {
             if role == "writer" {
                 let due = if planned {
@@ -160,9 +164,15 @@ fn checker_child() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             } else {
                 let floor = published(&mark);
+                let late = start.elapsed() + LATE > run_for;
+                let hits = cache.stats().hits;
                 match counter(&cache, &pool, slot(ops, &mut random)).await {
                     Ok(n) if n < floor => stale += 1,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if late && cache.stats().hits > hits {
+                            late_hits += 1;
+                        }
+                    }
                     Err(e) => {
                         eprintln!("reader: {e}");
                         failed += 1;
@@ -174,7 +184,8 @@ fn checker_child() {
         }
         let stats = cache.stats();
         format!(
-            "CHECKER role={role} ops={ops} stale={stale} failed={failed} hits={} backend_errors={}",
+            "CHECKER role={role} ops={ops} stale={stale} failed={failed} hits={} \
+             late_hits={late_hits} backend_errors={}",
             stats.hits, stats.backend_errors
         )
     });
@@ -190,6 +201,8 @@ pub struct Report {
     pub stale: u64,
     pub failed: u64,
     pub reader_hits: u64,
+    /// Reader hits in the last [`LATE`] of the run, after the fault.
+    pub late_hits: u64,
     pub backend_errors: u64,
 }
 
@@ -304,20 +317,36 @@ impl Run {
             report.backend_errors += field("backend_errors");
             if line.contains("role=reader") {
                 report.reader_hits += field("hits");
+                report.late_hits += field("late_hits");
             }
         }
         let _ = std::fs::remove_file(&self.mark);
         println!(
             "checker {scenario:<28} operations {:>6}  stale reads {}  failed calls {}  \
-             (reader hits {}, backend errors {})",
-            report.ops, report.stale, report.failed, report.reader_hits, report.backend_errors
+             (reader hits {}, {} in the last 0.7 s; backend errors {})",
+            report.ops,
+            report.stale,
+            report.failed,
+            report.reader_hits,
+            report.late_hits,
+            report.backend_errors
         );
         report
     }
 }
 
-/// Asserts the checker's promise for `scenario`.
+/// Asserts the checker's promise for `scenario`, and that hits resumed after the fault.
 pub fn assert_fresh(scenario: &str, report: &Report) {
+    assert_fresh_while_failing_closed(scenario, report);
+    assert!(
+        report.late_hits > 0,
+        "{scenario}: hits must resume after the fault: {report:?}"
+    );
+}
+
+/// Asserts the checker's promise for `scenario`, where the fault lasts to the end and the
+/// backend may fail closed (serve no hit) while it does.
+pub fn assert_fresh_while_failing_closed(scenario: &str, report: &Report) {
     assert_eq!(report.stale, 0, "{scenario}: stale reads: {report:?}");
     assert_eq!(report.failed, 0, "{scenario}: failed calls: {report:?}");
     assert!(
