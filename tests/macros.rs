@@ -106,7 +106,7 @@ async fn entity_table_is_inferred_and_a_write_to_it_invalidates_the_read() {
 
 static BROKEN_QUERY_LOADS: AtomicUsize = AtomicUsize::new(0);
 
-#[cached(table = "users")]
+#[cached(table = "no_such_table")]
 async fn broken_query(pool: &SqlitePool, cache: &Cache) -> Result<i64, sqlx::Error> {
     BROKEN_QUERY_LOADS.fetch_add(1, SeqCst);
     sqlx::query_scalar("SELECT count(*) FROM no_such_table")

@@ -117,6 +117,30 @@ pub(crate) fn table_name(cx: &mut Ctxt, expr: &Expr) -> Option<LitStr> {
     }
 }
 
+/// Declared tables: a list of literals the macro checks, or an expression it cannot read
+/// (a `const`), trusted as written.
+pub(crate) enum Tables {
+    Listed(Vec<LitStr>),
+    /// `tables = USER_TABLES`: any expression of a `&[&str]` or `[&str; N]`.
+    Expr(Expr),
+}
+
+/// `["users", "posts"]`, or an expression such as a `const`.
+pub(crate) fn tables(cx: &mut Ctxt, expr: &Expr) -> Tables {
+    match ungroup(expr) {
+        Expr::Array(_) => Tables::Listed(table_list(cx, expr)),
+        Expr::Lit(_) => {
+            cx.error_spanned_by(
+                expr,
+                "expected a list of table names, such as `tables = [\"users\", \"posts\"]`, \
+                 or a constant such as `tables = USER_TABLES`",
+            );
+            Tables::Listed(Vec::new())
+        }
+        other => Tables::Expr(other.clone()),
+    }
+}
+
 /// `["users", "posts"]`: non-empty string literals, no duplicates.
 pub(crate) fn table_list(cx: &mut Ctxt, expr: &Expr) -> Vec<LitStr> {
     let Expr::Array(array) = ungroup(expr) else {

@@ -8,16 +8,16 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, Path, Token, Type};
 
 use crate::args::{self, CacheParam, Role};
-use crate::attr::{self, Attr};
+use crate::attr::{self, Attr, Tables};
 use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
 use crate::expand::{CacheBinding, Private, bind_cache, fake_return_edge, local, with_original};
 use crate::receiver::{self, FieldPath};
-use crate::{fingerprint, ttl};
+use crate::{fingerprint, sql, ttl};
 
 const MACRO: &str = "#[cached]";
 const KEYS: &[&str] = &[
-    "ttl", "table", "tables", "skip", "key", "cache", "name", "self_key",
+    "ttl", "table", "tables", "also", "skip", "key", "cache", "name", "self_key",
 ];
 
 /// The checked attribute arguments.
@@ -25,8 +25,10 @@ const KEYS: &[&str] = &[
 struct Args {
     /// Tokens evaluating to a `Ttl`; `None`: the entity's or the settings' default.
     ttl: Option<TokenStream>,
-    /// Explicit tables; `None`: inferred from the return type's entity.
-    tables: Option<Vec<LitStr>>,
+    /// Explicit tables; `None`: inferred from the SQL, or from the return type's entity.
+    tables: Option<Tables>,
+    /// Tables read that the SQL does not name (through a view, a trigger).
+    also: Vec<LitStr>,
     skip: Vec<Ident>,
     key: Option<Expr>,
     cache: Option<Expr>,
@@ -44,6 +46,7 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
     let mut ttl = Attr::none(MACRO, "ttl");
     let mut table = Attr::none(MACRO, "table");
     let mut tables = Attr::none(MACRO, "tables");
+    let mut also = Attr::none(MACRO, "also");
     let mut skip: Attr<(Path, Vec<Ident>)> = Attr::none(MACRO, "skip");
     let mut key: Attr<(Path, Expr)> = Attr::none(MACRO, "key");
     let mut cache = Attr::none(MACRO, "cache");
@@ -63,14 +66,24 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
             "table" => {
                 let expr: Expr = meta.value()?.parse()?;
                 if let Some(lit) = attr::table_name(cx, &expr) {
-                    table.set(cx, &meta.path, (meta.path.clone(), vec![lit]));
+                    table.set(
+                        cx,
+                        &meta.path,
+                        (meta.path.clone(), Tables::Listed(vec![lit])),
+                    );
                 }
             }
-            // #[cached(tables = ["users", "posts"])]
+            // #[cached(tables = ["users", "posts"])], tables = USER_TABLES
             "tables" => {
                 let expr: Expr = meta.value()?.parse()?;
-                let list = attr::table_list(cx, &expr);
+                let list = attr::tables(cx, &expr);
                 tables.set(cx, &meta.path, (meta.path.clone(), list));
+            }
+            // #[cached(also = ["user_stats"])]: read through a view or a trigger
+            "also" => {
+                let expr: Expr = meta.value()?.parse()?;
+                let list = attr::table_list(cx, &expr);
+                also.set(cx, &meta.path, list);
             }
             // #[cached(skip(pool, request_id))]
             "skip" => {
@@ -153,12 +166,59 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
     Args {
         ttl: ttl.get(),
         tables: table.or(tables).map(|(_, list)| list),
+        also: also.get().unwrap_or_default(),
         skip: skip.map(|(_, names)| names).unwrap_or_default(),
         key: key.map(|(_, expr)| expr),
         cache: cache.get(),
         name: name.get(),
         self_key,
         tokens: written,
+    }
+}
+
+/// The tables the read depends on, checked against (or inferred from) the SQL of `block`:
+/// listed tables must be exactly those the SQL reads, plus `also`; none listed: those the
+/// SQL reads, plus `also`, or (no SQL in the body) the return type's entity's.
+fn read_set(
+    cx: &mut Ctxt,
+    declared: Option<Tables>,
+    also: &[LitStr],
+    block: &syn::Block,
+) -> Option<Tables> {
+    let analysis = sql::analyze(block);
+    match declared {
+        Some(Tables::Listed(list)) => {
+            sql::check_declared(cx, &analysis, sql::Role::Reads, &list, also);
+            Some(Tables::Listed(
+                list.into_iter().chain(also.iter().cloned()).collect(),
+            ))
+        }
+        Some(Tables::Expr(expr)) => Some(Tables::Expr(expr)),
+        None if analysis.complete() && !analysis.reads.is_empty() => {
+            let mut tables: Vec<LitStr> = analysis
+                .reads
+                .iter()
+                .map(|(table, span)| LitStr::new(table, *span))
+                .collect();
+            tables.extend(also.iter().cloned());
+            Some(Tables::Listed(tables))
+        }
+        // A literal the parser rejects: say so rather than guess.
+        None if !analysis.unparsed.is_empty() => {
+            let (span, why) = analysis.unparsed[0].clone();
+            cx.error_at(
+                span,
+                format!(
+                    "#[cached] cannot tell which tables this function reads: {why}. Declare \
+                     them: `#[cached(tables = [\"users\", ...])]`"
+                ),
+            );
+            None
+        }
+        // SQL built at run time: the return type's entity, if it has one (the runtime's
+        // error otherwise asks for `tables`).
+        None if !also.is_empty() => Some(Tables::Listed(also.to_vec())),
+        None => None,
     }
 }
 
@@ -184,8 +244,9 @@ struct CachedFn<'a> {
     cache_param: Option<CacheParam<'a>>,
 }
 
-fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>> {
+fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>> {
     let sig = &item.sig;
+    args.tables = read_set(cx, args.tables.take(), &args.also, &item.block);
     let body = body::of(item);
     if body.is_none() {
         cx.error_spanned_by(
@@ -387,7 +448,10 @@ fn generate(f: &CachedFn) -> TokenStream {
     };
 
     let tables = match &f.args.tables {
-        Some(list) => quote!(&[#(#list),*]),
+        Some(Tables::Listed(list)) => quote!(&[#(#list),*]),
+        Some(Tables::Expr(expr)) => {
+            quote!(::core::convert::AsRef::<[&'static ::core::primitive::str]>::as_ref(&#expr))
+        }
         None => quote_spanned! {output.span()=>
             <#output as #private::EntityTables>::TABLES
         },

@@ -12,9 +12,10 @@ use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
 use crate::expand::{CacheBinding, Private, bind_cache, fake_return_edge, local, with_original};
 use crate::receiver::{self, FieldPath};
+use crate::sql;
 
 const MACRO: &str = "#[invalidates]";
-const KEYS: &str = "`tables`, `table`, `cache`, or entity types such as `User`";
+const KEYS: &str = "`tables`, `table`, `also`, `cache`, or entity types such as `User`";
 
 /// A table to invalidate.
 enum Target {
@@ -26,7 +27,13 @@ enum Target {
 
 struct Args {
     targets: Vec<Target>,
+    /// `tables = USER_TABLES`: a `&[&str]` or `[&str; N]` the macro cannot read.
+    tables_expr: Option<Expr>,
+    /// Tables written that the SQL does not name (by a trigger, a cascade).
+    also: Vec<LitStr>,
     cache: Option<Expr>,
+    /// An unknown key was given (and reported): no further complaint about the tables.
+    unknown: bool,
 }
 
 // #[invalidates(User, Post)], #[invalidates(tables = ["users"])], #[invalidates(table = "users")],
@@ -34,6 +41,8 @@ struct Args {
 fn parse_args(cx: &mut Ctxt, input: ParseStream) -> syn::Result<Args> {
     let mut table: Attr<Vec<LitStr>> = Attr::none(MACRO, "table");
     let mut tables: Attr<Vec<LitStr>> = Attr::none(MACRO, "tables");
+    let mut tables_expr: Option<Expr> = None;
+    let mut also: Attr<Vec<LitStr>> = Attr::none(MACRO, "also");
     let mut cache = Attr::none(MACRO, "cache");
     let mut entities: Vec<Type> = Vec::new();
     // After an unknown key, "no tables" would only repeat the same mistake.
@@ -48,9 +57,16 @@ fn parse_args(cx: &mut Ctxt, input: ParseStream) -> syn::Result<Args> {
                     let lit = attr::table_name(cx, &value);
                     table.set(cx, &key, lit.into_iter().collect());
                 }
-                "tables" => {
+                "tables" => match attr::tables(cx, &value) {
+                    attr::Tables::Listed(list) => tables.set(cx, &key, list),
+                    attr::Tables::Expr(expr) => {
+                        tables.set(cx, &key, Vec::new());
+                        tables_expr = Some(expr);
+                    }
+                },
+                "also" => {
                     let list = attr::table_list(cx, &value);
-                    tables.set(cx, &key, list);
+                    also.set(cx, &key, list);
                 }
                 "cache" => cache.set(cx, &key, value),
                 _ => {
@@ -79,7 +95,14 @@ fn parse_args(cx: &mut Ctxt, input: ParseStream) -> syn::Result<Args> {
         input.parse::<Token![,]>()?;
     }
 
-    let given = table.is_set() || tables.is_set() || !entities.is_empty();
+    if let Some(expr) = &tables_expr
+        && (table.is_set() || !entities.is_empty())
+    {
+        cx.error_spanned_by(
+            expr,
+            "`tables = <expression>` lists every table: give no `table` or entity beside it",
+        );
+    }
     let mut names: Vec<LitStr> = Vec::new();
     for lit in table.get().into_iter().chain(tables.get()).flatten() {
         if names.iter().any(|n| n.value() == lit.value()) {
@@ -90,15 +113,13 @@ fn parse_args(cx: &mut Ctxt, input: ParseStream) -> syn::Result<Args> {
     }
     let mut targets: Vec<Target> = names.into_iter().map(Target::Name).collect();
     targets.extend(entities.into_iter().map(|ty| Target::Entity(Box::new(ty))));
-    if !given && !unknown {
-        cx.error_at(
-            input.span(),
-            "#[invalidates] needs the tables the function writes: \
-             `#[invalidates(User)]` (an entity type) or `#[invalidates(tables = [\"users\"])]`",
-        );
-    }
+    // No tables given: inferred from the SQL when the function is checked. After an
+    // unknown key, "no tables" would only repeat the same mistake.
     Ok(Args {
+        unknown,
         targets,
+        tables_expr,
+        also: also.get().unwrap_or_default(),
         cache: cache.get(),
     })
 }
@@ -142,7 +163,55 @@ struct Write<'a> {
     self_fields: Vec<FieldPath>,
 }
 
-fn check<'a>(cx: &mut Ctxt, args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
+/// Checks the declared tables against the SQL's writes, or infers them from it.
+fn write_set(cx: &mut Ctxt, args: &mut Args, block: &syn::Block) {
+    if args.tables_expr.is_some() || args.targets.is_empty() && args.unknown {
+        return;
+    }
+    let analysis = sql::analyze(block);
+    let names: Vec<LitStr> = args
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Name(lit) => Some(lit.clone()),
+            Target::Entity(_) => None,
+        })
+        .collect();
+    let entities = args.targets.len() - names.len();
+    if args.targets.is_empty() {
+        if analysis.complete() && !(analysis.writes.is_empty() && args.also.is_empty()) {
+            args.targets = analysis
+                .writes
+                .iter()
+                .map(|(table, span)| Target::Name(LitStr::new(table, *span)))
+                .collect();
+        } else if args.also.is_empty() {
+            let why = if analysis.complete() {
+                "its SQL writes no table".to_owned()
+            } else {
+                analysis.why_incomplete()
+            };
+            let span = analysis
+                .first_problem()
+                .map_or_else(proc_macro2::Span::call_site, |(span, _)| span);
+            cx.error_at(
+                span,
+                format!(
+                    "#[invalidates] cannot tell which tables this function writes: {why}. \
+                     Declare them: `#[invalidates(User)]` (an entity type) or \
+                     `#[invalidates(tables = [\"users\"])]`"
+                ),
+            );
+        }
+    } else if entities == 0 {
+        sql::check_declared(cx, &analysis, sql::Role::Writes, &names, &args.also);
+    }
+    args.targets
+        .extend(args.also.iter().cloned().map(Target::Name));
+}
+
+fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
+    write_set(cx, &mut args, &item.block);
     let Some(body) = body::of(item) else {
         cx.error_spanned_by(
             item.sig.fn_token,
@@ -225,6 +294,12 @@ fn generate(write: &Write) -> TokenStream {
             <#ty as #private::CacheEntity>::TABLE
         },
     });
+    let tables = match &args.tables_expr {
+        Some(expr) => quote!(
+            ::core::convert::AsRef::<[&'static ::core::primitive::str]>::as_ref(&#expr)
+        ),
+        None => quote!(&[#(#tables),*]),
+    };
 
     let defer = |value: TokenStream, first: proc_macro2::Span| {
         quote_spanned! {first=>
@@ -244,7 +319,7 @@ fn generate(write: &Write) -> TokenStream {
         item,
         quote! {
                 #cache
-                let #tables_var: &[&::core::primitive::str] = &[#(#tables),*];
+                let #tables_var: &[&::core::primitive::str] = #tables;
                 let #deferred_var: ::core::primitive::bool = {
                     #[allow(unused_imports)]
                     use #private::{

@@ -16,8 +16,10 @@ mod entity;
 mod expand;
 mod fingerprint;
 mod fnv;
+mod inline;
 mod invalidates;
 mod receiver;
+mod sql;
 mod ttl;
 mod ttl_grammar;
 
@@ -190,4 +192,30 @@ pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cache_impl(args: TokenStream, item: TokenStream) -> TokenStream {
     cache_impl::expand(args.into(), item.into()).into()
+}
+
+/// Caches one inline sqlx query: `cached_query!(ttl = .., <query>.fetch_*(executor))`
+/// evaluates to a future of the fetch's result, read through the cache.
+///
+/// - The query is an sqlx macro (`query_as!`, `query_scalar!` and their `_unchecked`
+///   forms) or function (`sqlx::query_as("..")`, `sqlx::query_scalar("..")` with
+///   `.bind(..)`s), ended by `.fetch_one(..)`, `.fetch_optional(..)` or `.fetch_all(..)`.
+/// - The key is the SQL and every bound argument (each `Serialize`); the tables are those
+///   the SQL reads (or `tables = [...]`, checked against it, plus `also = [...]`).
+/// - `ttl` takes every form `#[cached]` does (default: `Settings::default_ttl`); `cache =
+///   expr` names the cache (default: the process-wide one).
+/// - As with `#[cached]`: an executor inside a transaction runs the query uncached, and
+///   errors are never cached. Each argument and the executor are evaluated once.
+///
+/// ```ignore
+/// let user: Option<User> = cached_query!(
+///     ttl = "60s",
+///     sqlx::query_as!(User, "SELECT id, name FROM users WHERE id = $1", id)
+///         .fetch_optional(&pool)
+/// )
+/// .await?;
+/// ```
+#[proc_macro]
+pub fn cached_query(input: TokenStream) -> TokenStream {
+    inline::expand(input.into()).into()
 }

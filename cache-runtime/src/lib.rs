@@ -67,7 +67,7 @@ mod ttl;
 mod ttl_grammar;
 
 pub use cache::{Cache, InstallError, global, install};
-pub use cache_derive::{CacheEntity, cache_impl, cached, invalidates};
+pub use cache_derive::{CacheEntity, cache_impl, cached, cached_query, invalidates};
 pub use entity::CacheEntity;
 pub use key::{Key, KeyError, KeyScope};
 pub use output::{CacheValue, LoadOutput};

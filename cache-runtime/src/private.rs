@@ -388,6 +388,27 @@ pub trait NoHit<O> {
 
 impl<O> NoHit<O> for &Hit<O> {}
 
+/// The read of `cached_query!`: an in-memory hit, or the rest of the read, for a fetch's
+/// `Result` (its `Ok` value must be a [`CacheValue`]).
+pub async fn cached_query<O, F, Fut>(
+    cache: &Cache,
+    call: Call,
+    tables: &[&str],
+    ttl: Ttl,
+    loader: F,
+) -> O
+where
+    O: LoadOutput,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = O>,
+{
+    let hit = Hit::<O>::new();
+    if let Some(value) = CachedHit::hit(&hit, cache, &call, &ttl) {
+        return value;
+    }
+    CachedHit::load(&hit, cache, call, tables, ttl, loader).await
+}
+
 /// Checks, once and at the return type, that a cached function's output can be cached.
 #[inline]
 pub const fn assert_output<O: LoadOutput>() {}
@@ -399,7 +420,7 @@ pub const fn assert_output<O: LoadOutput>() {}
 #[diagnostic::on_unimplemented(
     message = "#[cached] cannot tell which tables `{Self}` is read from",
     label = "no `CacheEntity` in this return type",
-    note = "add `table = \"...\"` or `tables = [...]` to #[cached], or derive CacheEntity on the row type"
+    note = "#[cached] reads the tables from the SQL string literals in its body; for SQL built at run time (a `format!`, a `const`, a `QueryBuilder`), add `table = \"...\"` or `tables = [...]` to #[cached], or derive CacheEntity on the row type"
 )]
 pub trait EntityTables {
     const TABLES: &'static [&'static str];

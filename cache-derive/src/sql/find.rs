@@ -1,0 +1,148 @@
+//! Where a function body passes SQL to sqlx: the string literals of `sqlx::query(..)` and
+//! its siblings, of `query!(..)` and its siblings, and of the files `query_file!(..)` names;
+//! and the places whose SQL the macro cannot see (built at run time, a `const`, a
+//! `QueryBuilder`).
+
+use proc_macro2::Span;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{Expr, ExprLit, Lit, Token};
+
+/// SQL found in a body.
+#[derive(Default)]
+pub(crate) struct Found {
+    /// Each SQL text with the span of the literal (or macro) it came from.
+    pub(crate) sql: Vec<(String, Span)>,
+    /// Places whose SQL cannot be read at compile time, with why.
+    pub(crate) unseen: Vec<(Span, String)>,
+}
+
+/// Functions taking the SQL as their first argument.
+const FUNCTIONS: &[&str] = &[
+    "query",
+    "query_as",
+    "query_scalar",
+    "query_with",
+    "query_as_with",
+    "query_scalar_with",
+    "raw_sql",
+];
+
+pub(crate) fn scan(block: &syn::Block) -> Found {
+    let mut finder = Finder::default();
+    finder.visit_block(block);
+    finder.found
+}
+
+#[derive(Default)]
+struct Finder {
+    found: Found,
+}
+
+fn literal(expr: &Expr) -> Option<&syn::LitStr> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Some(lit),
+        Expr::Group(g) => literal(&g.expr),
+        Expr::Paren(p) => literal(&p.expr),
+        _ => None,
+    }
+}
+
+impl Finder {
+    fn sql_argument(&mut self, arg: Option<&Expr>, at: Span, what: &str) {
+        match arg.map(|a| (a, literal(a))) {
+            Some((_, Some(lit))) => self.found.sql.push((lit.value(), lit.span())),
+            Some((arg, None)) => self.found.unseen.push((
+                arg.span(),
+                format!("the SQL of this `{what}` is not a string literal"),
+            )),
+            None => self
+                .found
+                .unseen
+                .push((at, format!("this `{what}` has no SQL argument"))),
+        }
+    }
+
+    fn query_macro(&mut self, mac: &syn::Macro) {
+        let Some(name) = mac.path.segments.last().map(|s| s.ident.to_string()) else {
+            return;
+        };
+        // query_as!(Type, "SQL", ...): the SQL is the second argument.
+        let (position, file) = match name.as_str() {
+            "query" | "query_unchecked" | "query_scalar" | "query_scalar_unchecked" => (0, false),
+            "query_as" | "query_as_unchecked" => (1, false),
+            "query_file"
+            | "query_file_unchecked"
+            | "query_file_scalar"
+            | "query_file_scalar_unchecked" => (0, true),
+            "query_file_as" | "query_file_as_unchecked" => (1, true),
+            _ => return,
+        };
+        let args = mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated);
+        let Ok(args) = args else {
+            self.found.unseen.push((
+                mac.span(),
+                format!("the arguments of `{name}!` do not parse"),
+            ));
+            return;
+        };
+        let Some(lit) = args.iter().nth(position).and_then(literal) else {
+            self.found.unseen.push((
+                mac.span(),
+                format!("`{name}!` without a SQL string literal"),
+            ));
+            return;
+        };
+        if !file {
+            self.found.sql.push((lit.value(), lit.span()));
+            return;
+        }
+        // As sqlx does: relative to the crate's manifest directory.
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let path = std::path::Path::new(&dir).join(lit.value());
+        match std::fs::read_to_string(&path) {
+            Ok(sql) => self.found.sql.push((sql, lit.span())),
+            Err(e) => self
+                .found
+                .unseen
+                .push((lit.span(), format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Finder {
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        if let Expr::Path(path) = &*call.func {
+            let segments: Vec<String> = path
+                .path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect();
+            let last = segments.last().map(String::as_str).unwrap_or_default();
+            // `sqlx::query(..)`, or `query(..)` imported from sqlx.
+            let sqlx = segments.len() == 1 || segments.first().is_some_and(|s| s == "sqlx");
+            if sqlx && FUNCTIONS.contains(&last) {
+                self.sql_argument(call.args.first(), call.span(), last);
+            }
+            if segments.len() >= 2
+                && segments[segments.len() - 2] == "QueryBuilder"
+                && (last == "new" || last == "with_arguments")
+            {
+                self.found.unseen.push((
+                    call.span(),
+                    "a `QueryBuilder` builds its SQL at run time".to_owned(),
+                ));
+            }
+        }
+        syn::visit::visit_expr_call(self, call);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        self.query_macro(mac);
+        syn::visit::visit_macro(self, mac);
+    }
+}
