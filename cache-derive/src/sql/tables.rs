@@ -288,6 +288,7 @@ mod tests {
         let corpus = include_str!("../../tests/sql_corpus.txt");
         let (mut checked, mut unparsed) = (0, Vec::new());
         let mut wrong = Vec::new();
+        let started = std::time::Instant::now();
         for case in corpus.split("\n---\n") {
             let mut sql = String::new();
             let (mut reads, mut writes) = (None, None);
@@ -322,7 +323,9 @@ mod tests {
             }
         }
         println!(
-            "{checked} statements: {} read exactly as labelled, {} read wrong, {} not parsed:\n{}",
+            "{checked} statements in {:?}: {} read exactly as labelled, {} read wrong, {} not \
+             parsed:\n{}",
+            started.elapsed(),
             checked - wrong.len() - unparsed.len(),
             wrong.len(),
             unparsed.len(),
