@@ -52,6 +52,14 @@ async fn follow(cache: &Cache, pool: &SqlitePool, viewer: i64, id: i64) -> sqlx:
 
 const USER_TABLES: [&str; 1] = ["users"];
 
+/// Reads `users`, declared by a constant (taken as written).
+#[cached(ttl = "1h", tables = USER_TABLES)]
+async fn count_users(cache: &Cache, pool: &SqlitePool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(pool)
+        .await
+}
+
 /// Writes `users`, declared by a constant (the SQL is not read then).
 #[invalidates(tables = USER_TABLES)]
 async fn rename(cache: &Cache, pool: &SqlitePool, id: i64, name: &str) -> sqlx::Result<u64> {
@@ -86,11 +94,19 @@ async fn inferred_tables_meet_inferred_writes() {
         "the follow invalidated the profile read through `follows`"
     );
 
+    assert_eq!(count_users(&cache, &pool).await.unwrap(), 2);
     rename(&cache, &pool, 2, "hopper").await.unwrap();
     assert_eq!(
         profile(&cache, &pool, 1, 2).await.unwrap(),
         ("hopper".into(), true),
         "the rename invalidated it through `users`"
+    );
+    let hits = cache.stats().hits;
+    assert_eq!(count_users(&cache, &pool).await.unwrap(), 2);
+    assert_eq!(
+        cache.stats().hits,
+        hits,
+        "`tables = USER_TABLES` named `users`: reloaded"
     );
 }
 

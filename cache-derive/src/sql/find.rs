@@ -146,3 +146,63 @@ impl<'ast> Visit<'ast> for Finder {
         syn::visit::visit_macro(self, mac);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::scan;
+
+    fn found(body: proc_macro2::TokenStream) -> (Vec<String>, Vec<String>) {
+        let block: syn::Block = syn::parse2(body).expect("a block");
+        let found = scan(&block);
+        (
+            found.sql.into_iter().map(|(sql, _)| sql).collect(),
+            found.unseen.into_iter().map(|(_, why)| why).collect(),
+        )
+    }
+
+    #[test]
+    fn every_sqlx_form_is_found() {
+        let (sql, unseen) = found(quote::quote!({
+            sqlx::query("A").execute(pool).await?;
+            query_as::<_, User>("B").fetch_one(pool).await?;
+            sqlx::query_scalar_with("C", args).fetch_one(pool).await?;
+            sqlx::raw_sql("D").execute(pool).await?;
+            sqlx::query!("E", id).fetch_one(pool).await?;
+            sqlx::query_as!(User, "F", id).fetch_one(pool).await?;
+            query_scalar_unchecked!("G").fetch_one(pool).await?;
+            other::query("not sqlx");
+        }));
+        assert_eq!(sql, ["A", "B", "C", "D", "E", "F", "G"]);
+        assert!(unseen.is_empty(), "{unseen:?}");
+    }
+
+    #[test]
+    fn query_files_are_read_relative_to_the_crate() {
+        let (sql, unseen) = found(quote::quote!({
+            sqlx::query_file_as!(Row, "tests/sql_corpus.txt")
+                .fetch_all(pool)
+                .await?;
+            sqlx::query_file!("tests/no_such_file.sql")
+                .fetch_all(pool)
+                .await?;
+        }));
+        assert_eq!(sql.len(), 1);
+        assert!(sql[0].contains("-- source:"), "the corpus file's text");
+        assert_eq!(unseen.len(), 1);
+        assert!(unseen[0].starts_with("cannot read"), "{unseen:?}");
+    }
+
+    #[test]
+    fn sql_built_at_run_time_is_unseen() {
+        let (sql, unseen) = found(quote::quote!({
+            sqlx::query(&format!("SELECT * FROM {table}"))
+                .fetch_all(pool)
+                .await?;
+            sqlx::query_as(USERS_SQL).fetch_all(pool).await?;
+            let mut qb = sqlx::QueryBuilder::new("SELECT * FROM users WHERE ");
+        }));
+        assert!(sql.is_empty());
+        assert_eq!(unseen.len(), 3, "{unseen:?}");
+        assert!(unseen[2].contains("QueryBuilder"));
+    }
+}
