@@ -193,7 +193,15 @@ fn read_set(
                 list.into_iter().chain(also.iter().cloned()).collect(),
             ))
         }
-        Some(Tables::Expr(expr)) => Some(Tables::Expr(expr)),
+        Some(Tables::Expr(expr)) => {
+            if let Some(first) = also.first() {
+                cx.error_spanned_by(
+                    first,
+                    "`also` cannot add to `tables = <expression>`: list those tables in it",
+                );
+            }
+            Some(Tables::Expr(expr))
+        }
         None if analysis.complete() && !analysis.reads.is_empty() => {
             let mut tables: Vec<LitStr> = analysis
                 .reads
@@ -217,7 +225,19 @@ fn read_set(
         }
         // SQL built at run time: the return type's entity, if it has one (the runtime's
         // error otherwise asks for `tables`).
-        None if !also.is_empty() => Some(Tables::Listed(also.to_vec())),
+        // `also` adds to tables: it cannot stand for SQL the macro cannot read.
+        None if !also.is_empty() && analysis.complete() => Some(Tables::Listed(also.to_vec())),
+        None if !also.is_empty() => {
+            cx.error_spanned_by(
+                &also[0],
+                format!(
+                    "`also` adds to the tables of the SQL, and this SQL cannot be read ({}): \
+                     give `tables = [...]` as well",
+                    analysis.why_incomplete()
+                ),
+            );
+            None
+        }
         None => None,
     }
 }
@@ -448,7 +468,10 @@ fn generate(f: &CachedFn) -> TokenStream {
     };
 
     let tables = match &f.args.tables {
-        Some(Tables::Listed(list)) => quote!(&[#(#list),*]),
+        Some(Tables::Listed(list)) => {
+            let tags = sql::tag_variants(list);
+            quote!(&[#(#tags),*])
+        }
         Some(Tables::Expr(expr)) => {
             quote!(::core::convert::AsRef::<[&'static ::core::primitive::str]>::as_ref(&#expr))
         }

@@ -27,15 +27,22 @@ struct Input {
     tables: Option<Tables>,
     also: Vec<LitStr>,
     query: Expr,
+    /// `ttl`, `table(s)` and `also` as written: part of the key, as for `#[cached]` (an
+    /// entry stored with other tags or another expiry is not this site's).
+    settings: TokenStream,
 }
 
 fn parse(cx: &mut Ctxt, input: ParseStream) -> syn::Result<Input> {
     let (mut ttl, mut cache, mut tables, mut also) = (None, None, None, Vec::new());
+    let mut settings = TokenStream::new();
     while input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
         let key: Ident = input.parse()?;
         input.parse::<Token![=]>()?;
         let value: Expr = input.parse()?;
         input.parse::<Token![,]>()?;
+        if key != "cache" {
+            settings.extend(quote!(#key = #value,));
+        }
         match key.to_string().as_str() {
             "ttl" => ttl = cx.ok(ttl::expand(&value)),
             "cache" => cache = Some(value),
@@ -61,6 +68,7 @@ fn parse(cx: &mut Ctxt, input: ParseStream) -> syn::Result<Input> {
         tables,
         also,
         query,
+        settings,
     })
 }
 
@@ -246,10 +254,17 @@ fn tables(cx: &mut Ctxt, input: &Input, sql: &LitStr) -> TokenStream {
     match &input.tables {
         Some(Tables::Listed(list)) => {
             sql::check_declared(cx, &analysis, sql::Role::Reads, list, &input.also);
-            let all = list.iter().chain(&input.also);
-            quote!(&[#(#all),*])
+            let all: Vec<LitStr> = list.iter().chain(&input.also).cloned().collect();
+            let tags = sql::tag_variants(&all);
+            quote!(&[#(#tags),*])
         }
         Some(Tables::Expr(expr)) => {
+            if let Some(first) = input.also.first() {
+                cx.error_spanned_by(
+                    first,
+                    "`also` cannot add to `tables = <expression>`: list those tables in it",
+                );
+            }
             quote!(::core::convert::AsRef::<[&'static ::core::primitive::str]>::as_ref(&#expr))
         }
         None => {
@@ -266,7 +281,8 @@ fn tables(cx: &mut Ctxt, input: &Input, sql: &LitStr) -> TokenStream {
                     format!("{MACRO}: this SQL reads no table; declare the tables it depends on with `tables = [...]`"),
                 );
             }
-            quote!(&[#(#names),*])
+            let tags = sql::tag_variants(&names);
+            quote!(&[#(#tags),*])
         }
     }
 }
@@ -287,13 +303,16 @@ fn tables(cx: &mut Ctxt, input: &Input, sql: &LitStr) -> TokenStream {
 //     }
 fn generate(input: &Input, query: &Query, tables: &TokenStream) -> TokenStream {
     let private = Private;
+    let sql_lit = &query.sql;
+    let rebuilt_tokens = &query.rebuilt;
     let cache_var = local("__cache");
     let call_var = local("__call");
     let args_var = local("__args");
     let executor_var = local("__executor");
-    // The SQL and the query's shape (its type parameters, the fetch): the same query
-    // anywhere in the program shares entries, whatever the TTL, cache or executor.
-    let code = fingerprint::of(&query.sql, &query.rebuilt);
+    // The SQL, the query's shape (its type parameters, the fetch) and the settings: the
+    // same query with the same `ttl`, `tables` and `also` anywhere in the program shares
+    // entries, whatever the cache or executor.
+    let code = fingerprint::of(&input.settings, &quote!(#sql_lit #rebuilt_tokens));
     let ttl = match &input.ttl {
         Some(ttl) => ttl.clone(),
         None => quote!(#private::ttl_or_default(#cache_var, ::core::option::Option::None)),

@@ -165,6 +165,12 @@ struct Write<'a> {
 
 /// Checks the declared tables against the SQL's writes, or infers them from it.
 fn write_set(cx: &mut Ctxt, args: &mut Args, block: &syn::Block) {
+    if let (Some(_), Some(first)) = (&args.tables_expr, args.also.first()) {
+        cx.error_spanned_by(
+            first,
+            "`also` cannot add to `tables = <expression>`: list those tables in it",
+        );
+    }
     if args.tables_expr.is_some() || args.targets.is_empty() && args.unknown {
         return;
     }
@@ -185,7 +191,7 @@ fn write_set(cx: &mut Ctxt, args: &mut Args, block: &syn::Block) {
                 .iter()
                 .map(|(table, span)| Target::Name(LitStr::new(table, *span)))
                 .collect();
-        } else if args.also.is_empty() {
+        } else {
             let why = if analysis.complete() {
                 "its SQL writes no table".to_owned()
             } else {
@@ -288,12 +294,22 @@ fn generate(write: &Write) -> TokenStream {
     let CacheBinding { borrow, own } = bind_cache(args.cache.as_ref(), args::cache_param(sig));
     let cache = quote!(#borrow #own);
 
-    let tables = args.targets.iter().map(|t| match t {
-        Target::Name(lit) => lit.to_token_stream(),
-        Target::Entity(ty) => quote_spanned! {ty.span()=>
+    let names: Vec<LitStr> = args
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Name(lit) => Some(lit.clone()),
+            Target::Entity(_) => None,
+        })
+        .collect();
+    let entities = args.targets.iter().filter_map(|t| match t {
+        Target::Entity(ty) => Some(quote_spanned! {ty.span()=>
             <#ty as #private::CacheEntity>::TABLE
-        },
+        }),
+        Target::Name(_) => None,
     });
+    let tags = sql::tag_variants(&names);
+    let tables = tags.iter().map(|t| t.to_token_stream()).chain(entities);
     let tables = match &args.tables_expr {
         Some(expr) => quote!(
             ::core::convert::AsRef::<[&'static ::core::primitive::str]>::as_ref(&#expr)

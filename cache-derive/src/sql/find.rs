@@ -113,7 +113,137 @@ impl Finder {
     }
 }
 
+/// Awaited methods that run no SQL of the caller's: transaction and connection control.
+const CONTROL: &[&str] = &[
+    "begin",
+    "begin_with",
+    "commit",
+    "rollback",
+    "acquire",
+    "close",
+    "ping",
+    "detach",
+];
+
+/// Macros whose arguments may not parse as expressions but run no SQL.
+const SAFE_MACROS: &[&str] = &[
+    "matches",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "write",
+    "writeln",
+    "format",
+    "format_args",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "panic",
+    "unreachable",
+    "todo",
+    "unimplemented",
+    "vec",
+    "concat",
+    "stringify",
+    "include_str",
+    "env",
+    "cfg",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "trace",
+];
+
+/// The methods of an sqlx query a visible query may chain before it is awaited.
+const QUERY_METHODS: &[&str] = &[
+    "bind",
+    "persistent",
+    "map",
+    "try_map",
+    "fetch",
+    "fetch_one",
+    "fetch_optional",
+    "fetch_all",
+    "fetch_many",
+    "execute",
+    "execute_many",
+];
+
+/// The query macros whose SQL the finder reads.
+const MACROS: &[&str] = &[
+    "query",
+    "query_unchecked",
+    "query_scalar",
+    "query_scalar_unchecked",
+    "query_as",
+    "query_as_unchecked",
+    "query_file",
+    "query_file_unchecked",
+    "query_file_scalar",
+    "query_file_scalar_unchecked",
+    "query_file_as",
+    "query_file_as_unchecked",
+];
+
+/// Whether `expr` is an sqlx query built right there: a query function with a literal or a
+/// query macro, then only query methods (`.bind(..)`, `.fetch_one(..)`, `.map(..)`): a
+/// combinator such as `.then(..)` may run anything.
+fn is_visible_query(expr: &Expr) -> bool {
+    match expr {
+        Expr::MethodCall(call) => {
+            QUERY_METHODS.contains(&call.method.to_string().as_str())
+                && is_visible_query(&call.receiver)
+        }
+        Expr::Call(call) => match &*call.func {
+            Expr::Path(path) => {
+                let segments: Vec<String> = path
+                    .path
+                    .segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect();
+                let last = segments.last().map(String::as_str).unwrap_or_default();
+                (segments.len() == 1 || segments[0] == "sqlx")
+                    && FUNCTIONS.contains(&last)
+                    && call.args.first().and_then(literal).is_some()
+            }
+            _ => false,
+        },
+        Expr::Macro(mac) => mac
+            .mac
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident.to_string().starts_with("query")),
+        Expr::Paren(p) => is_visible_query(&p.expr),
+        Expr::Group(g) => is_visible_query(&g.expr),
+        _ => false,
+    }
+}
+
 impl<'ast> Visit<'ast> for Finder {
+    /// Anything awaited that is not a query built here (a helper, a repository method)
+    /// may run SQL the macro cannot see: the tables cannot be inferred from the literals
+    /// alone.
+    fn visit_expr_await(&mut self, awaited: &'ast syn::ExprAwait) {
+        let control = matches!(&*awaited.base, Expr::MethodCall(call)
+            if CONTROL.contains(&call.method.to_string().as_str()));
+        if !control && !is_visible_query(&awaited.base) {
+            self.found.unseen.push((
+                awaited.base.span(),
+                "the body awaits something other than a query it builds (a helper, a \
+                 repository method), which may run SQL the macro cannot see"
+                    .to_owned(),
+            ));
+        }
+        syn::visit::visit_expr_await(self, awaited);
+    }
+
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         if let Expr::Path(path) = &*call.func {
             let segments: Vec<String> = path
@@ -142,8 +272,37 @@ impl<'ast> Visit<'ast> for Finder {
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-        self.query_macro(mac);
-        syn::visit::visit_macro(self, mac);
+        let name = mac.path.segments.last().map(|s| s.ident.to_string());
+        if name.as_deref().is_some_and(|n| MACROS.contains(&n)) {
+            self.query_macro(mac);
+            return;
+        }
+        // Another macro (`tokio::try_join!`, `vec!`, `tracing::info!`): syn does not look
+        // inside. Its arguments are read as expressions where they parse; tokens that do
+        // not parse so and mention `await` or a query may hide SQL.
+        let name = name.unwrap_or_default();
+        match mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated) {
+            Ok(args) => {
+                // `join!`, `try_join!`: each argument is a future the macro awaits.
+                let awaits = name.contains("join");
+                for arg in &args {
+                    if awaits && !is_visible_query(arg) {
+                        self.found.unseen.push((
+                            arg.span(),
+                            format!(
+                                "`{name}!` awaits this, which may run SQL the macro cannot see"
+                            ),
+                        ));
+                    }
+                    self.visit_expr(arg);
+                }
+            }
+            Err(_) if SAFE_MACROS.contains(&name.as_str()) => {}
+            Err(_) => self.found.unseen.push((
+                mac.span(),
+                format!("the macro `{name}!` may run SQL the macro cannot read"),
+            )),
+        }
     }
 }
 
@@ -193,6 +352,52 @@ mod tests {
     }
 
     #[test]
+    fn a_helper_awaited_in_the_body_may_run_unseen_sql() {
+        let (sql, unseen) = found(quote::quote!({
+            let mut tx = pool.begin().await?;
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+                .fetch_one(&mut *tx)
+                .await?;
+            let q = sqlx::query_as!(User, "SELECT * FROM users")
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            let posts = repo.posts_of(n).await?;
+        }));
+        assert_eq!(sql.len(), 2);
+        assert_eq!(unseen.len(), 1, "only `repo.posts_of(n)`: {unseen:?}");
+    }
+
+    #[test]
+    fn sql_inside_other_macros_and_combinators_is_not_missed() {
+        let (sql, unseen) = found(quote::quote!({
+            let (a, b, c) = tokio::try_join!(
+                sqlx::query("SELECT 1 FROM users").fetch_all(pool),
+                sqlx::query("SELECT 1 FROM posts").fetch_all(pool),
+                repo.comments(),
+            )?;
+            let n = sqlx::query("SELECT 1 FROM tags")
+                .fetch_all(pool)
+                .then(|_| repo.more())
+                .await;
+            tokio::select! { x = repo.load() => x, };
+        }));
+        assert_eq!(
+            sql,
+            [
+                "SELECT 1 FROM users",
+                "SELECT 1 FROM posts",
+                "SELECT 1 FROM tags"
+            ]
+        );
+        assert_eq!(
+            unseen.len(),
+            3,
+            "try_join!'s await, `.then(..)`, select!: {unseen:?}"
+        );
+    }
+
+    #[test]
     fn sql_built_at_run_time_is_unseen() {
         let (sql, unseen) = found(quote::quote!({
             sqlx::query(&format!("SELECT * FROM {table}"))
@@ -202,7 +407,11 @@ mod tests {
             let mut qb = sqlx::QueryBuilder::new("SELECT * FROM users WHERE ");
         }));
         assert!(sql.is_empty());
-        assert_eq!(unseen.len(), 3, "{unseen:?}");
-        assert!(unseen[2].contains("QueryBuilder"));
+        let literal = unseen.iter().filter(|u| u.contains("not a string literal"));
+        assert_eq!(literal.count(), 2, "{unseen:?}");
+        assert!(
+            unseen.iter().any(|u| u.contains("QueryBuilder")),
+            "{unseen:?}"
+        );
     }
 }

@@ -131,3 +131,26 @@ pub(crate) fn check_declared(
         }
     }
 }
+
+/// The names a table is tagged with at run time: as written, and its unqualified and
+/// lower-case forms. A write to `public.users` then meets a read of `users`, and `"Users"`
+/// meets `users` (SQLite and MySQL fold case): invalidating more than needed is harmless,
+/// missing a read is not.
+pub(crate) fn tag_variants(tables: &[LitStr]) -> Vec<LitStr> {
+    let mut out: Vec<LitStr> = Vec::new();
+    for lit in tables {
+        let name = lit.value();
+        let last = name.rsplit('.').next().unwrap_or(&name).to_owned();
+        for variant in [
+            name.clone(),
+            name.to_lowercase(),
+            last.clone(),
+            last.to_lowercase(),
+        ] {
+            if !out.iter().any(|o| o.value() == variant) {
+                out.push(LitStr::new(&variant, lit.span()));
+            }
+        }
+    }
+    out
+}

@@ -24,6 +24,8 @@ use sqlparser::parser::Parser;
 pub(crate) struct TableSets {
     pub(crate) reads: BTreeSet<String>,
     pub(crate) writes: BTreeSet<String>,
+    /// Statements whose tables cannot be told from the text (`CALL`, `EXECUTE`).
+    pub(crate) opaque: Vec<String>,
 }
 
 /// Parses `sql` (one or several statements) as PostgreSQL, SQLite, MySQL, then generic SQL,
@@ -39,7 +41,13 @@ pub(crate) fn analyze(sql: &str) -> Result<TableSets, String> {
     let mut first_error = None;
     for dialect in dialects {
         match Parser::parse_sql(dialect, sql) {
-            Ok(statements) => return Ok(sets_of(&statements)),
+            Ok(statements) => {
+                let sets = sets_of(&statements);
+                if let Some(what) = sets.opaque.first() {
+                    return Err(format!("{what} runs SQL this text does not show"));
+                }
+                return Ok(sets);
+            }
             Err(e) => {
                 first_error.get_or_insert(e.to_string());
             }
@@ -85,10 +93,9 @@ impl Walker {
             .any(|f| f.names[..f.visible].contains(&name))
     }
 
+    /// A DML target is always a table: no database resolves it to a CTE.
     fn write(&mut self, name: &ObjectName, also_read: bool) {
-        if !self.is_cte(name) {
-            self.sets.writes.insert(normalise(name));
-        }
+        self.sets.writes.insert(normalise(name));
         if !also_read {
             self.not_read.push(name);
         }
@@ -100,26 +107,73 @@ impl Walker {
         }
     }
 
-    /// The table an alias names in `from`, or the name itself.
+    /// The table an alias names in `from` (nested joins included), or the name itself.
     fn resolve<'a>(name: &'a ObjectName, from: &'a [TableWithJoins]) -> &'a ObjectName {
         let [ObjectNamePart::Identifier(ident)] = &name.0[..] else {
             return name;
         };
-        let factors = from
-            .iter()
-            .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
-        for factor in factors {
-            if let TableFactor::Table {
-                name: table,
-                alias: Some(alias),
-                ..
-            } = factor
-                && normalise_ident(&alias.name) == normalise_ident(ident)
-            {
-                return table;
+        fn find<'a>(factors: &'a [TableWithJoins], alias: &str) -> Option<&'a ObjectName> {
+            for t in factors {
+                let all = std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation));
+                for factor in all {
+                    match factor {
+                        TableFactor::Table {
+                            name,
+                            alias: Some(a),
+                            ..
+                        } if normalise_ident(&a.name) == alias => return Some(name),
+                        TableFactor::NestedJoin {
+                            table_with_joins, ..
+                        } => {
+                            if let Some(found) = find(std::slice::from_ref(table_with_joins), alias)
+                            {
+                                return Some(found);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            None
+        }
+        find(from, &normalise_ident(ident)).unwrap_or(name)
+    }
+
+    /// Every table of a join tree (nested joins included): MySQL's multi-table UPDATE
+    /// may set columns of any of them.
+    fn write_join_tree(&mut self, tree: &TableWithJoins) {
+        let all = std::iter::once(&tree.relation).chain(tree.joins.iter().map(|j| &j.relation));
+        for (i, factor) in all.enumerate() {
+            match factor {
+                TableFactor::NestedJoin {
+                    table_with_joins, ..
+                } => self.write_join_tree(table_with_joins),
+                other => self.write_factor(other, i > 0),
             }
         }
-        name
+    }
+}
+
+impl Walker {
+    fn set_expr_tables(&mut self, body: &sqlparser::ast::SetExpr) {
+        use sqlparser::ast::SetExpr;
+        match body {
+            SetExpr::Table(table) => {
+                if let Some(name) = &table.table_name {
+                    let mut parts: Vec<Ident> = table.schema_name.iter().cloned().collect();
+                    parts.push(name.clone());
+                    let object = ObjectName::from(parts);
+                    if !self.is_cte(&object) {
+                        self.sets.reads.insert(normalise(&object));
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr_tables(left);
+                self.set_expr_tables(right);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -133,6 +187,8 @@ impl Visitor for Walker {
         {
             frame.visible = if frame.recursive { i + 1 } else { i };
         }
+        // `TABLE users`, alone or in a set operation: a read the visitor does not show.
+        self.set_expr_tables(&query.body);
         if let Some(with) = &query.with {
             self.frames.push(Frame {
                 query,
@@ -149,6 +205,25 @@ impl Visitor for Walker {
                 visible: 0,
                 recursive: with.recursive,
             });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &sqlparser::ast::Select) -> ControlFlow<()> {
+        // SELECT ... INTO new_table
+        if let Some(into) = &select.into {
+            for target in &into.targets {
+                match target {
+                    sqlparser::ast::Expr::Identifier(ident) => {
+                        self.sets.writes.insert(normalise_ident(ident));
+                    }
+                    sqlparser::ast::Expr::CompoundIdentifier(parts) => {
+                        let name = parts.iter().map(normalise_ident).collect::<Vec<_>>();
+                        self.sets.writes.insert(name.join("."));
+                    }
+                    _ => self.sets.opaque.push("SELECT ... INTO".to_owned()),
+                }
+            }
         }
         ControlFlow::Continue(())
     }
@@ -199,25 +274,30 @@ impl Visitor for Walker {
                     self.write(name, upsert);
                 }
             }
-            Statement::Update(update) => {
-                // MySQL's multi-table UPDATE may set columns of any joined table.
-                self.write_factor(&update.table.relation, false);
-                for join in &update.table.joins {
-                    self.write_factor(&join.relation, true);
-                }
-            }
+            Statement::Update(update) => self.write_join_tree(&update.table),
             Statement::Delete(delete) => {
                 let from = match &delete.from {
                     FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
                 };
                 if delete.tables.is_empty() {
                     for table in from {
-                        self.write_factor(&table.relation, false);
+                        match (&table.relation, &delete.using) {
+                            // MySQL: `DELETE FROM a, b USING users a JOIN posts b ...`.
+                            (TableFactor::Table { name, .. }, Some(using)) => {
+                                let target = Walker::resolve(name, using);
+                                self.sets.writes.insert(normalise(target));
+                                self.not_read.push(name);
+                            }
+                            (relation, _) => self.write_factor(relation, false),
+                        }
                     }
                 } else {
-                    // MySQL: `DELETE a, b FROM users a JOIN posts b ...`.
+                    // MySQL: `DELETE a, b FROM users a JOIN posts b ...`, and
+                    // `DELETE FROM a, b USING users a JOIN posts b ...`.
+                    let mut scope = from.clone();
+                    scope.extend(delete.using.iter().flatten().cloned());
                     for name in &delete.tables {
-                        let table = Walker::resolve(name, from);
+                        let table = Walker::resolve(name, &scope);
                         self.sets.writes.insert(normalise(table));
                         self.not_read.push(name);
                     }
@@ -230,6 +310,22 @@ impl Visitor for Walker {
                 }
             }
             Statement::CreateTable(create) => self.write(&create.name, false),
+            Statement::Copy {
+                source: sqlparser::ast::CopySource::Table { table_name, .. },
+                to,
+                ..
+            } => {
+                // COPY t FROM ... writes t; COPY t TO ... reads it.
+                if !to {
+                    self.write(table_name, false);
+                }
+            }
+            Statement::Call(_) => self.sets.opaque.push("CALL".to_owned()),
+            Statement::Execute { .. } => self.sets.opaque.push("EXECUTE".to_owned()),
+            Statement::RefreshMaterializedView(_) => self
+                .sets
+                .opaque
+                .push("REFRESH MATERIALIZED VIEW".to_owned()),
             Statement::AlterTable(alter) => self.write(&alter.name, false),
             Statement::CreateIndex(index) => self.write(&index.table_name, true),
             Statement::Drop {
@@ -356,6 +452,41 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// Cases a review found read wrong, each a missed table before its fix.
+    #[test]
+    fn writes_and_reads_the_visitor_does_not_show() {
+        let s = |v: &[&str]| v.iter().map(|t| (*t).to_owned()).collect::<Vec<String>>();
+        // A DML target is a table even when a CTE has its name.
+        assert_eq!(
+            sets(
+                "WITH users AS (SELECT id FROM banned) DELETE FROM users WHERE id IN (SELECT id FROM users)"
+            ),
+            (s(&["banned"]), s(&["users"]))
+        );
+        // `TABLE t` is a read, alone and in a set operation.
+        assert_eq!(
+            sets("SELECT * FROM posts WHERE uid IN (TABLE banned)"),
+            (s(&["banned", "posts"]), s(&[]))
+        );
+        assert_eq!(
+            sets("SELECT id FROM a UNION TABLE b"),
+            (s(&["a", "b"]), s(&[]))
+        );
+        // SELECT INTO and COPY FROM write.
+        assert_eq!(
+            sets("SELECT * INTO archive FROM posts"),
+            (s(&["posts"]), s(&["archive"]))
+        );
+        assert_eq!(sets("COPY users FROM STDIN"), (s(&[]), s(&["users"])));
+        // MySQL aliases, in USING and in nested joins.
+        assert_eq!(
+            sets("DELETE FROM a1, a2 USING t1 AS a1 JOIN t2 AS a2 ON a1.id = a2.id"),
+            (s(&["t1", "t2"]), s(&["t1", "t2"]))
+        );
+        // A procedure runs SQL the text does not show.
+        assert!(analyze("CALL archive_old_posts()").is_err());
     }
 
     #[test]
