@@ -295,7 +295,7 @@ async fn sigstop_for_two_seconds() {
     assert_fresh("SIGSTOP for 2 s", &report);
 }
 
-/// A round trip close to the timeout (a proxy adding 120 ms each way, against 250 ms):
+/// A round trip close to the timeout (a proxy adding 124 ms each way, against 250 ms):
 /// some operations time out, some just make it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_close_to_the_timeout() {
@@ -308,7 +308,7 @@ async fn latency_close_to_the_timeout() {
     let url = proxy.url();
     let run = Run::start(config(&url)).await;
     sleep(FAULT_AT).await;
-    proxy.delay(Duration::from_millis(120));
+    proxy.delay(Duration::from_millis(124));
     sleep(Duration::from_millis(1500)).await;
     proxy.delay(Duration::ZERO);
     let report = run.finish("latency close to the timeout");

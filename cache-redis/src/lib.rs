@@ -233,6 +233,9 @@ struct Health {
     troubled: AtomicBool,
     /// Nanoseconds since `origin` before which hits are not served.
     hits_from: AtomicU64,
+    /// Failures so far: an operation clears `troubled` only if none happened while it ran
+    /// (an answer to a request sent before an outage proves nothing about after it).
+    failures: AtomicU64,
 }
 
 struct Scripts {
@@ -259,7 +262,11 @@ const BULK: usize = 64 << 10;
 const EPOCH: &str = r"
 local function epoch_ok()
   local info = redis.call('INFO', 'server')
-  local run = string.match(info, 'run_id:(%x+)') or 'unknown'
+  local run = string.match(info, 'run_id:(%x+)')
+  if not run then
+    -- Without a run id a restart cannot be told: serve nothing rather than guess.
+    return false
+  end
   local mark = redis.pcall('GET', KEYS[1])
   if mark == run then
     local kind = redis.call('TYPE', KEYS[2]).ok
@@ -356,7 +363,10 @@ return 1
 /// `track`: adds ARGV[1] (an entry key) to the tracking set KEYS[1], keeping the newest
 /// ARGV[2]. Returns the keys dropped from tracking, for the caller to delete.
 const TRACK: &str = r"
-if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then
+local kind = redis.call('TYPE', KEYS[1]).ok
+-- Only a foreign value is deleted: any write would let this script past Redis's
+-- out-of-memory guard.
+if kind ~= 'zset' and kind ~= 'none' then
   redis.call('DEL', KEYS[1])
 end
 -- Scores count up per set, so rank 0 is the key tracked longest ago.
@@ -442,7 +452,9 @@ impl RedisBackend {
         // an unreachable server is tried, and a server that is back is found quickly.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
+            // Our own timeout bounds each operation; the client's must not fire first (it
+            // would look like a dropped connection).
+            .set_response_timeout(Some(options.timeout.saturating_mul(4)))
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(options.backoff.max(Duration::from_millis(50)));
@@ -480,7 +492,7 @@ impl RedisBackend {
     ) -> Result<RedisBackend, BackendError> {
         let client = ClusterClient::builder(nodes.iter().copied())
             .connection_timeout(options.timeout)
-            .response_timeout(options.timeout)
+            .response_timeout(options.timeout.saturating_mul(4))
             .retries(2)
             .build()
             .map_err(|e| {
@@ -542,6 +554,7 @@ impl RedisBackend {
                     timeouts: AtomicU32::new(0),
                     troubled: AtomicBool::new(false),
                     hits_from: AtomicU64::new(0),
+                    failures: AtomicU64::new(0),
                 },
                 scripts: Scripts {
                     hit: script(HIT),
@@ -580,39 +593,56 @@ impl RedisBackend {
             )));
         }
         let link = if bulk { &inner.bulk } else { &inner.conn };
-        match tokio::time::timeout(inner.options.timeout, f(link.clone())).await {
+        let failures = health.failures.load(Ordering::Acquire);
+        let outcome = tokio::time::timeout(inner.options.timeout, f(link.clone())).await;
+        match outcome {
             Ok(Ok(value)) => {
-                if until != 0 {
+                if health.down_until.load(Ordering::Relaxed) != 0 {
                     health.down_until.store(0, Ordering::Relaxed);
                 }
                 if !bulk {
                     health.timeouts.store(0, Ordering::Relaxed);
                 }
-                if health.troubled.swap(false, Ordering::AcqRel) {
+                // Grace first, then clear: a hit never sees "not troubled" with an old
+                // grace. And only if nothing failed while this ran.
+                if health.troubled.load(Ordering::Acquire)
+                    && health.failures.load(Ordering::Acquire) == failures
+                {
                     let grace = inner.options.get_reconnect_grace();
                     let from = self.now().saturating_add(nanos(grace));
                     health.hits_from.store(from, Ordering::Release);
+                    let cleared = health
+                        .troubled
+                        .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                    // A failure counted meanwhile stands.
+                    if cleared && health.failures.load(Ordering::Acquire) != failures {
+                        health.troubled.store(true, Ordering::Release);
+                    }
                 }
                 Ok(value)
             }
-            Ok(Err(e)) => {
+            Ok(Err(e)) if !e.is_timeout() => {
                 if is_connection_error(&e) {
                     self.back_off();
                 }
                 if !is_refusal(&e) {
-                    health.troubled.store(true, Ordering::Release);
+                    self.failed();
                 }
                 Err(BackendError::with_source(
                     format!("Redis {op} at {} failed", inner.url),
                     e,
                 ))
             }
-            Err(_) => {
-                health.troubled.store(true, Ordering::Release);
-                // One slow operation (a large value) is not an outage; two in a row on the
-                // connection hits use are.
-                if !bulk && health.timeouts.fetch_add(1, Ordering::Relaxed) >= 1 {
-                    self.back_off();
+            // Our timeout, or the client's.
+            _ => {
+                // One slow operation (a large value, on the bulk connection) fails alone;
+                // two timeouts in a row on the connection hits use are an outage.
+                if !bulk {
+                    self.failed();
+                    if health.timeouts.fetch_add(1, Ordering::Relaxed) >= 1 {
+                        self.back_off();
+                    }
                 }
                 Err(BackendError::new(format!(
                     "Redis {op} at {} timed out after {:?}",
@@ -620,6 +650,13 @@ impl RedisBackend {
                 )))
             }
         }
+    }
+
+    /// Records a failure: hits stop until the grace after the next success.
+    fn failed(&self) {
+        let health = &self.inner.health;
+        health.failures.fetch_add(1, Ordering::AcqRel);
+        health.troubled.store(true, Ordering::Release);
     }
 
     /// Whether hits may be served: not within the grace after a failure.
@@ -684,14 +721,15 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The `host:port` of every master that is not failing, from `CLUSTER NODES`.
+/// The `host:port` of every master, from `CLUSTER NODES`: a failing one included, so that
+/// clearing fails loudly rather than skipping it.
 fn masters_of(nodes: &str) -> Vec<(String, u16)> {
     nodes
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let flags = fields.get(2)?;
-            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+            let flags: Vec<&str> = fields.get(2)?.split(',').collect();
+            if !flags.contains(&"master") {
                 return None;
             }
             let addr = fields.get(1)?.split('@').next()?;
@@ -701,10 +739,10 @@ fn masters_of(nodes: &str) -> Vec<(String, u16)> {
         .collect()
 }
 
-/// Errors that say the server cannot be reached (as opposed to a command it refused).
+/// Errors that say the server cannot be reached (as opposed to a command it refused, or
+/// one that was slow).
 fn is_connection_error(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
+    (e.is_io_error() && !e.is_timeout())
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
@@ -1130,8 +1168,10 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
             masters_of(nodes),
             [
                 ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30003),
                 ("127.0.0.1".to_owned(), 30001)
-            ]
+            ],
+            "a failing master is listed: clearing it fails loudly instead of skipping it"
         );
     }
 

@@ -29,6 +29,9 @@ pub(crate) struct SharedStore {
     /// Whether a background task is retrying `pending`.
     retrying: Arc<AtomicBool>,
     undelivered_log: LogGate,
+    /// One delivery at a time: the calls that find bumps pending while one is being sent
+    /// wait for it rather than send their own.
+    delivering: tokio::sync::Mutex<()>,
 }
 
 impl SharedStore {
@@ -38,6 +41,7 @@ impl SharedStore {
             pending: Arc::default(),
             retrying: Arc::default(),
             undelivered_log: LogGate::new(),
+            delivering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -82,6 +86,11 @@ impl SharedStore {
     /// then lag behind a completed write, and the caller must neither read from nor store
     /// into it.
     async fn deliver_pending(&self, core: &Core) -> bool {
+        if self.pending.waiting().is_none() {
+            return true;
+        }
+        let _one = self.delivering.lock().await;
+        // Delivered by the call this one waited for, perhaps.
         let Some(tables) = self.pending.waiting() else {
             return true;
         };
