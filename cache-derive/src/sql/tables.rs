@@ -310,16 +310,12 @@ impl Visitor for Walker {
                 }
             }
             Statement::CreateTable(create) => self.write(&create.name, false),
+            // COPY t FROM ... writes t (COPY t TO ... reads it, as a relation).
             Statement::Copy {
                 source: sqlparser::ast::CopySource::Table { table_name, .. },
-                to,
+                to: false,
                 ..
-            } => {
-                // COPY t FROM ... writes t; COPY t TO ... reads it.
-                if !to {
-                    self.write(table_name, false);
-                }
-            }
+            } => self.write(table_name, false),
             Statement::Call(_) => self.sets.opaque.push("CALL".to_owned()),
             Statement::Execute { .. } => self.sets.opaque.push("EXECUTE".to_owned()),
             Statement::RefreshMaterializedView(_) => self
