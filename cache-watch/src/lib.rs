@@ -2,6 +2,8 @@
 //! cron job, a trigger, an `ON DELETE CASCADE`) invalidate [`cache_runtime`] caches: the
 //! database tells the cache.
 //!
+//! SQLite (feature `sqlite`): see [`sqlite`].
+//!
 //! PostgreSQL: [`install`] puts statement-level triggers on the watched tables that
 //! `pg_notify` the table's name when a statement writes it (the same SQL is
 //! [`install_sql`], for a migration), and [`listen`] runs a task that invalidates each
@@ -23,6 +25,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use cache_runtime::Cache;
 use sqlx::postgres::{PgListener, PgPool};

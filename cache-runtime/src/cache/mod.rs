@@ -251,7 +251,31 @@ impl Cache {
     /// backend) is done before this returns; the remote part runs in a task spawned on the
     /// current Tokio runtime, if there is one.
     pub(crate) fn invalidate_now(&self, tables: &[&str]) {
-        let runtime = tokio::runtime::Handle::try_current().ok();
+        self.invalidate_detached(tables, tokio::runtime::Handle::try_current().ok());
+    }
+
+    /// [`Cache::invalidate`] for code that cannot await, such as a database driver's hook
+    /// running on the driver's own thread: every cache's local part (table versions,
+    /// in-memory entries, pending shared bumps) is done before this returns; a shared
+    /// backend's part runs in a task spawned on `runtime`.
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, Settings};
+    ///
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let cache = Cache::new(Settings::default()).unwrap();
+    /// std::thread::spawn({
+    ///     let (cache, handle) = (cache.clone(), runtime.handle().clone());
+    ///     move || cache.invalidate_from_hook(&["users"], &handle)
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    pub fn invalidate_from_hook(&self, tables: &[&str], runtime: &tokio::runtime::Handle) {
+        self.invalidate_detached(tables, Some(runtime.clone()));
+    }
+
+    fn invalidate_detached(&self, tables: &[&str], runtime: Option<tokio::runtime::Handle>) {
         let owned: Vec<Box<str>> = tables.iter().map(|t| Box::<str>::from(*t)).collect();
         global::for_each_cache(|inner| {
             let named = Arc::ptr_eq(inner, &self.inner);
