@@ -2,7 +2,8 @@
 //! cron job, a trigger, an `ON DELETE CASCADE`) invalidate [`cache_runtime`] caches: the
 //! database tells the cache.
 //!
-//! SQLite (feature `sqlite`): see [`sqlite`].
+//! SQLite (feature `sqlite`): see [`sqlite`]. MariaDB and MySQL (feature `mysql`): see
+//! [`mysql`].
 //!
 //! PostgreSQL: [`install`] puts statement-level triggers on the watched tables that
 //! `pg_notify` the table's name when a statement writes it (the same SQL is
@@ -26,6 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
