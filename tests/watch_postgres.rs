@@ -282,3 +282,48 @@ async fn propagation_delay() {
     watch.stop();
     exec(&pool, &format!("DROP TABLE {table}")).await;
 }
+
+/// With the Redis backend, one instance's listener bumps the shared versions: another
+/// instance with no listener of its own stops serving the old entry too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_listener_invalidates_every_instance_sharing_redis() {
+    let _alone = cache_suite::one_at_a_time().await;
+    let Some((pool, url)) = pool().await else {
+        return;
+    };
+    let Some(redis_url) = database_url("REDIS_URL") else {
+        return;
+    };
+    let s = unique_suffix().replace('-', "_");
+    let table = format!("watch_shared_{s}");
+    exec(&pool, &format!("CREATE TABLE {table} (id INT)")).await;
+    cache_watch::install(&pool, &[&table])
+        .await
+        .expect("install");
+    let settings = Settings {
+        namespace: format!("watch-shared-{s}"),
+        ..Settings::default()
+    };
+    let instance = || async {
+        let backend =
+            cache_redis::RedisBackend::connect(&redis_url, cache_redis::RedisOptions::default())
+                .await
+                .expect("Redis answers");
+        Cache::with_shared_backend(settings.clone(), backend).expect("valid settings")
+    };
+    let (a, b) = (instance().await, instance().await);
+    let watch = cache_watch::listen(&pool, a.clone(), &[&table])
+        .await
+        .expect("listen");
+    let loads = AtomicUsize::new(0);
+    assert_eq!(count(&b, &pool, &table, &loads).await, 0);
+    assert_eq!(count(&b, &pool, &table, &loads).await, 0);
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "B is served from Redis");
+
+    psql(&url, &format!("INSERT INTO {table} VALUES (1)"));
+    until_count(&b, &pool, &table, &loads, 1).await;
+
+    watch.stop();
+    a.clear().await;
+    exec(&pool, &format!("DROP TABLE {table}")).await;
+}
