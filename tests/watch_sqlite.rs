@@ -99,6 +99,28 @@ async fn unannotated_writes_invalidate_at_commit() {
         "a rollback is not a write"
     );
 
+    // A DELETE without WHERE (SQLite's truncate shortcut calls no update hook: the hooks
+    // turn it off), in a committed transaction.
+    sqlx::query("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("DELETE FROM users")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO scratch (id) VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(names(&cache, &pool, &loads).await, Vec::<String>::new());
+    sqlx::query("INSERT INTO users (name) VALUES ('ada'), ('grace'), ('hopper')")
+        .execute(&pool)
+        .await
+        .unwrap();
+
     // A write after the rollback on the same connection still counts alone.
     sqlx::query("UPDATE users SET name = 'lovelace' WHERE name = 'ada'")
         .execute(&pool)
@@ -122,4 +144,27 @@ async fn a_connection_without_wal_is_refused() {
         .await
         .expect_err("refused");
     assert!(e.to_string().contains("WAL journal mode"), "{e}");
+}
+
+/// A table declared in upper case is reported so by SQLite, and read as `users` by the
+/// macros' tags: both names are invalidated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upper_case_table_meets_lower_case_reads() {
+    let db = TempDb::new();
+    let cache = Cache::new(Settings::default()).expect("valid settings");
+    let pool = cache_watch::sqlite::pool_options(cache.clone())
+        .connect_with(options(&db))
+        .await
+        .expect("a hooked pool");
+    sqlx::query("CREATE TABLE Users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let loads = AtomicUsize::new(0);
+    assert!(names(&cache, &pool, &loads).await.is_empty());
+    sqlx::query("INSERT INTO Users (name) VALUES ('ada')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(names(&cache, &pool, &loads).await, ["ada"]);
 }

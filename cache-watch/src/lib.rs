@@ -142,6 +142,12 @@ pub async fn install(pool: &PgPool, tables: &[&str]) -> Result<(), WatchError> {
         .begin()
         .await
         .map_err(|e| WatchError::sql("cannot begin a transaction", e))?;
+    // Two installs at once would both create the function: one waits for the other.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(NAME)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| WatchError::sql("cannot lock the cache triggers' installation", e))?;
     sqlx::raw_sql(AssertSqlSafe(sql))
         .execute(&mut *tx)
         .await
@@ -222,13 +228,25 @@ async fn connect(pool: &PgPool) -> Result<PgListener, WatchError> {
     Ok(listener)
 }
 
-/// `schema.table` and `table`; `table` alone stays as it is.
+/// `schema.table` and `table`, each also in lower case: the names reads are tagged with
+/// (the macros fold unquoted names to lower case).
 fn names_of(table: &str) -> Vec<String> {
-    match table.rsplit_once('.') {
-        Some((_, name)) => vec![table.to_owned(), name.to_owned()],
-        None => vec![table.to_owned()],
+    let mut names = vec![table.to_owned()];
+    if let Some((_, name)) = table.rsplit_once('.') {
+        names.push(name.to_owned());
     }
+    for i in 0..names.len() {
+        let lower = names[i].to_lowercase();
+        if !names.contains(&lower) {
+            names.push(lower);
+        }
+    }
+    names
 }
+
+/// How long the listener may hear nothing before it checks that its connection still
+/// answers (a connection that died silently, without a reset, would hang for ever).
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 async fn run(
     pool: PgPool,
@@ -259,14 +277,25 @@ async fn run(
             }
             continue;
         };
-        match active.try_recv().await {
-            Ok(Some(notification)) => {
+        match tokio::time::timeout(HEARTBEAT, active.try_recv()).await {
+            Ok(Ok(Some(notification))) => {
                 let names = names_of(notification.payload());
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 cache.invalidate(&names).await;
             }
+            // The pool was closed: the application is shutting down.
+            Ok(Err(sqlx::Error::PoolClosed)) => return,
             // The connection was lost: whatever it carried meanwhile is gone.
-            Ok(None) | Err(_) => listener = None,
+            Ok(Ok(None) | Err(_)) => listener = None,
+            // Quiet for a while: make sure the connection still answers.
+            Err(_) => {
+                let alive =
+                    tokio::time::timeout(HEARTBEAT, sqlx::query("SELECT 1").execute(&mut *active))
+                        .await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    listener = None;
+                }
+            }
         }
     }
 }
@@ -290,5 +319,9 @@ mod tests {
             assert!(quoted(bad).is_err(), "{bad:?}");
         }
         assert_eq!(names_of("app.users"), ["app.users", "users"]);
+        assert_eq!(
+            names_of("app.Users"),
+            ["app.Users", "Users", "app.users", "users"]
+        );
     }
 }

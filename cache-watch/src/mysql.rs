@@ -9,9 +9,10 @@
 //! for a write made outside the application is the interval plus one query.
 //!
 //! Costs and limits: every row a statement writes updates the table's version row, which
-//! also makes concurrent writers of one table wait for each other's commit. `TRUNCATE`
-//! fires no trigger in MySQL: truncate a watched table from the application (under
-//! `#[invalidates]`) or not at all.
+//! also makes concurrent writers of one table wait for each other's commit. MySQL fires no
+//! trigger for `TRUNCATE` nor for the rows an `ON DELETE CASCADE` removes: truncate a
+//! watched table from the application (under `#[invalidates]`), and give reads of a
+//! cascading child table the parent's table too (`also = ["parent"]`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,14 +31,14 @@ pub const VERSIONS: &str = "cache_runtime_versions";
 /// `table`, letters, digits and `_` (no schema: the versions live in the pool's database).
 fn checked(table: &str) -> Result<&str, WatchError> {
     let valid = !table.is_empty()
-        && table.len() <= 54
+        && table.len() <= 43
         && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !table.starts_with(|c: char| c.is_ascii_digit());
     if valid {
         Ok(table)
     } else {
         Err(WatchError::new(format!(
-            "cannot watch {table:?}: a table name here is letters, digits and `_` (at most 54)"
+            "cannot watch {table:?}: a table name here is letters, digits and `_` (at most 43: trigger names are limited to 64)"
         )))
     }
 }
@@ -80,7 +81,7 @@ pub async fn install(pool: &MySqlPool, tables: &[&str]) -> Result<(), WatchError
         pool,
         format!(
             "CREATE TABLE IF NOT EXISTS {VERSIONS} (\
-             table_name VARCHAR(64) PRIMARY KEY, version BIGINT UNSIGNED NOT NULL)"
+             table_name VARBINARY(64) PRIMARY KEY, version BIGINT UNSIGNED NOT NULL)"
         ),
     )
     .await
@@ -90,26 +91,45 @@ pub async fn install(pool: &MySqlPool, tables: &[&str]) -> Result<(), WatchError
             e,
         )
     })?;
+    // Only missing triggers are created (an installed one keeps working throughout), and
+    // only those are dropped again if a later one fails.
     let mut created: Vec<String> = Vec::new();
     for table in tables {
         for event in ["INSERT", "UPDATE", "DELETE"] {
             let name = trigger(table, event);
-            let drop = format!("DROP TRIGGER IF EXISTS {name}");
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM information_schema.triggers \
+                 WHERE trigger_schema = DATABASE() AND trigger_name = ?",
+            )
+            .bind(&name)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| WatchError::sql("cannot read information_schema", e))?;
+            if exists > 0 {
+                continue;
+            }
             let create = format!(
                 "CREATE TRIGGER {name} AFTER {event} ON `{table}` FOR EACH ROW \
                  INSERT INTO {VERSIONS} (table_name, version) VALUES ('{table}', 1) \
                  ON DUPLICATE KEY UPDATE version = version + 1"
             );
-            let done = match exec(pool, drop).await {
-                Ok(()) => exec(pool, create).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = done {
-                for name in &created {
-                    let _ = exec(pool, format!("DROP TRIGGER IF EXISTS {name}")).await;
+            if let Err(e) = exec(pool, create).await {
+                let mut left = Vec::new();
+                for done in &created {
+                    if exec(pool, format!("DROP TRIGGER IF EXISTS {done}"))
+                        .await
+                        .is_err()
+                    {
+                        left.push(done.clone());
+                    }
                 }
+                let outcome = if left.is_empty() {
+                    "nothing was installed".to_owned()
+                } else {
+                    format!("and these triggers could not be dropped again: {left:?}")
+                };
                 return Err(WatchError::sql(
-                    format!("cannot create the trigger {name} (nothing was installed)"),
+                    format!("cannot create the trigger {name} ({outcome})"),
                     e,
                 ));
             }
@@ -167,6 +187,9 @@ pub async fn listen(
     for table in tables {
         checked(table)?;
     }
+    if interval.is_zero() {
+        return Err(WatchError::new("the polling interval must not be zero"));
+    }
     let watched: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
     let mut seen = versions(pool)
         .await
@@ -181,9 +204,16 @@ pub async fn listen(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let now = match versions(&pool).await {
-                Ok(now) => now,
-                Err(e) => {
+            // Bounded: a stuck query must not stall polling for ever.
+            let bound = interval.max(Duration::from_secs(5));
+            let now = match tokio::time::timeout(bound, versions(&pool)).await {
+                Ok(Ok(now)) => now,
+                Ok(Err(sqlx::Error::PoolClosed)) => return,
+                Err(_) => {
+                    tracing::warn!(target: "cache_watch", "polling the table versions timed out; retrying");
+                    continue;
+                }
+                Ok(Err(e)) => {
                     tracing::warn!(target: "cache_watch", error = %e,
                         "cannot poll the table versions; retrying");
                     continue;
@@ -196,7 +226,12 @@ pub async fn listen(
                 .map(String::as_str)
                 .collect();
             if !moved.is_empty() {
-                cache.invalidate(&moved).await;
+                // As reads are tagged: also in lower case.
+                let mut names: Vec<String> = moved.iter().map(|t| (*t).to_owned()).collect();
+                names.extend(moved.iter().map(|t| t.to_lowercase()));
+                names.dedup();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                cache.invalidate(&names).await;
             }
             seen = now;
         }
@@ -205,12 +240,16 @@ pub async fn listen(
 }
 
 async fn versions(pool: &MySqlPool) -> Result<HashMap<String, u64>, sqlx::Error> {
-    let rows: Vec<(String, u64)> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT table_name, version FROM {VERSIONS}"
+    // Binary names (exact case), whichever column type an earlier install created.
+    let rows: Vec<(Vec<u8>, u64)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT CAST(table_name AS BINARY), version FROM {VERSIONS}"
     )))
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(name, version)| (String::from_utf8_lossy(&name).into_owned(), version))
+        .collect())
 }
 
 #[cfg(test)]

@@ -5,9 +5,17 @@
 //! them, and the WAL hook (called by SQLite *after* a commit, before the committing call
 //! returns) invalidates them. So a write, annotated with `#[invalidates]` or not, has
 //! invalidated its tables in every cache of the process by the time it returns, and never
-//! before its rows are visible. Needs the WAL journal mode (a connection in another mode is
-//! refused). Writes from other processes are not seen: SQLite tells only the connection
-//! that wrote.
+//! before its rows are visible. An authorizer turns off SQLite's truncate shortcut (a
+//! `DELETE` without `WHERE` that would otherwise call no update hook). Table names are
+//! invalidated as declared and in lower case.
+//!
+//! Limits, from SQLite: the update hook does not report `WITHOUT ROWID` tables or virtual
+//! tables (FTS5 reports its shadow tables): write those under `#[invalidates]`. It needs
+//! the WAL journal mode (a connection in another mode is refused); a later `PRAGMA
+//! wal_autocheckpoint` replaces the hook, and a commit that touches only an attached
+//! database in another mode is reported with the next one. `pool_options` sets
+//! `after_connect`: to add your own, call [`install_hooks`] from it. Writes from other
+//! processes are not seen: SQLite tells only the connection that wrote.
 //!
 //! ```no_run
 //! # async fn demo(cache: cache_runtime::Cache) -> Result<(), sqlx::Error> {
@@ -56,10 +64,15 @@ pub async fn install_hooks(conn: &mut SqliteConnection, cache: Cache) -> Result<
             .into(),
         ));
     }
+    // The connection's checkpoint threshold, which the WAL hook takes over (0: never).
+    let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(&mut *conn)
+        .await?;
     let state = Arc::new(State {
         cache,
         runtime: tokio::runtime::Handle::current(),
         touched: Mutex::new(BTreeSet::new()),
+        checkpoint: c_int::try_from(checkpoint).unwrap_or(CHECKPOINT_PAGES),
     });
     let mut handle = conn.lock_handle().await?;
     let on_update = Arc::clone(&state);
@@ -69,7 +82,11 @@ pub async fn install_hooks(conn: &mut SqliteConnection, cache: Cache) -> Result<
         } else {
             format!("{}.{}", change.database, change.table)
         };
-        on_update.lock().insert(table);
+        // Reads are tagged by the name as written in their SQL, folded to lower case when
+        // unquoted: `CREATE TABLE Users` must meet `FROM users`.
+        let mut touched = on_update.lock();
+        touched.insert(table.to_lowercase());
+        touched.insert(table);
     });
     let on_rollback = Arc::clone(&state);
     handle.set_rollback_hook(move || on_rollback.lock().clear());
@@ -77,10 +94,12 @@ pub async fn install_hooks(conn: &mut SqliteConnection, cache: Cache) -> Result<
     // the connection closes (sqlx cannot tell this crate): a few dozen bytes per
     // connection ever opened.
     let arg = Arc::into_raw(state) as *mut c_void;
-    // SAFETY: the handle is locked and valid; `wal_hook` matches SQLite's signature, and
-    // `arg` stays valid for ever (see above).
+    // SAFETY: the handle is locked and valid; `wal_hook` and `authorize` match SQLite's
+    // signatures, `arg` stays valid for ever (see above), and `authorize` uses no argument.
     unsafe {
-        libsqlite3_sys::sqlite3_wal_hook(handle.as_raw_handle().as_ptr(), Some(wal_hook), arg);
+        let db = handle.as_raw_handle().as_ptr();
+        libsqlite3_sys::sqlite3_wal_hook(db, Some(wal_hook), arg);
+        libsqlite3_sys::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut());
     }
     Ok(())
 }
@@ -90,6 +109,8 @@ struct State {
     runtime: tokio::runtime::Handle,
     /// Tables the open transaction changed.
     touched: Mutex<BTreeSet<String>>,
+    /// Checkpoint once the WAL holds this many pages (the connection's setting).
+    checkpoint: c_int,
 }
 
 impl State {
@@ -101,6 +122,24 @@ impl State {
 /// SQLite's default: a checkpoint once the WAL holds this many pages. A WAL hook replaces
 /// the automatic checkpoint, so this one does it.
 const CHECKPOINT_PAGES: c_int = 1000;
+
+/// SQLite's authorizer: allows everything, but answers `SQLITE_IGNORE` for a `DELETE`,
+/// which makes SQLite delete row by row (calling the update hook) instead of taking its
+/// truncate shortcut (which calls none).
+unsafe extern "C" fn authorize(
+    _: *mut c_void,
+    action: c_int,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+) -> c_int {
+    if action == libsqlite3_sys::SQLITE_DELETE {
+        libsqlite3_sys::SQLITE_IGNORE
+    } else {
+        libsqlite3_sys::SQLITE_OK
+    }
+}
 
 /// Called by SQLite after each commit in WAL mode, on the committing connection's thread.
 unsafe extern "C" fn wal_hook(
@@ -116,7 +155,7 @@ unsafe extern "C" fn wal_hook(
         let names: Vec<&str> = tables.iter().map(String::as_str).collect();
         state.cache.invalidate_from_hook(&names, &state.runtime);
     }
-    if pages >= CHECKPOINT_PAGES {
+    if state.checkpoint > 0 && pages >= state.checkpoint {
         // SAFETY: SQLite passes its own handle and database name.
         unsafe {
             libsqlite3_sys::sqlite3_wal_checkpoint(db, name);
