@@ -76,6 +76,8 @@ async fn rename(cache: &Cache, pool: &SqlitePool, id: i64, name: &str) -> sqlx::
 /// tables (a compile error) or only the declared ones: a follow would leave it stale.
 #[tokio::test]
 async fn inferred_tables_meet_inferred_writes() {
+    // Invalidation reaches every cache of the process: one test at a time.
+    let _alone = cache_suite::one_at_a_time().await;
     let (pool, _db, cache) = db().await;
     assert_eq!(
         profile(&cache, &pool, 1, 2).await.unwrap(),
@@ -114,6 +116,8 @@ async fn inferred_tables_meet_inferred_writes() {
 /// its SQL reads; uncached in a transaction; errors never cached.
 #[tokio::test]
 async fn an_inline_query_is_cached_keyed_and_invalidated() {
+    // Invalidation reaches every cache of the process: one test at a time.
+    let _alone = cache_suite::one_at_a_time().await;
     let (pool, _db, cache) = db().await;
     let name = |id: i64| {
         cached_query!(

@@ -11,16 +11,29 @@ use sqlx::{Connection as _, SqlitePool};
 
 static SCOPE: KeyScope = KeyScope::new("watch_sqlite::names");
 
+/// The names in `users`, cached for ever under that table.
 async fn names(cache: &Cache, pool: &SqlitePool, loads: &AtomicUsize) -> Vec<String> {
-    let key = cache.key(&SCOPE, &()).expect("a key");
+    names_in(cache, pool, "users", loads).await
+}
+
+/// Invalidation reaches every cache of the process: each test reads tables of its own.
+async fn names_in(
+    cache: &Cache,
+    pool: &SqlitePool,
+    table: &str,
+    loads: &AtomicUsize,
+) -> Vec<String> {
+    let key = cache.key(&SCOPE, &table).expect("a key");
     let load = || async {
         loads.fetch_add(1, Ordering::SeqCst);
-        sqlx::query_scalar::<_, String>("SELECT name FROM users ORDER BY id")
-            .fetch_all(pool)
-            .await
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM {table} ORDER BY id"
+        )))
+        .fetch_all(pool)
+        .await
     };
     cache
-        .get_or_load(key, &["users"], Ttl::Forever, load)
+        .get_or_load(key, &[table], Ttl::Forever, load)
         .await
         .expect("the query succeeds")
 }
@@ -34,6 +47,8 @@ fn options(db: &TempDb) -> SqliteConnectOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unannotated_writes_invalidate_at_commit() {
+    // Invalidation reaches every cache of the process: one test at a time.
+    let _alone = cache_suite::one_at_a_time().await;
     let db = TempDb::new();
     let cache = Cache::new(Settings::default()).expect("valid settings");
     let pool = cache_watch::sqlite::pool_options(cache.clone())
@@ -146,10 +161,12 @@ async fn a_connection_without_wal_is_refused() {
     assert!(e.to_string().contains("WAL journal mode"), "{e}");
 }
 
-/// A table declared in upper case is reported so by SQLite, and read as `users` by the
+/// A table declared in upper case is reported so by SQLite, and read as `members` by the
 /// macros' tags: both names are invalidated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upper_case_table_meets_lower_case_reads() {
+    // Invalidation reaches every cache of the process: one test at a time.
+    let _alone = cache_suite::one_at_a_time().await;
     let db = TempDb::new();
     let cache = Cache::new(Settings::default()).expect("valid settings");
     let pool = cache_watch::sqlite::pool_options(cache.clone())
