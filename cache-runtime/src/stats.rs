@@ -4,7 +4,18 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters since it was created, from [`Cache::stats`](crate::Cache::stats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// `Serialize`, so a service can return it as JSON as it is:
+///
+/// ```
+/// use cache_runtime::{Cache, Settings};
+///
+/// let cache = Cache::new(Settings::default()).unwrap();
+/// let json = serde_json::to_value(cache.stats()).unwrap();
+/// assert_eq!(json["hits"], 0);
+/// assert_eq!(json["backend_errors"], 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Reads answered from the cache.
@@ -33,7 +44,8 @@ pub struct Stats {
     /// Callers that waited `max_load_wait` for another caller's load of the same key and
     /// then ran their own query.
     pub load_wait_timeouts: u64,
-    /// Values not stored because they are too large for `max_bytes`.
+    /// Values not stored for their size: over a quarter of `max_bytes` in memory, over
+    /// `max_entry_bytes` for a remote backend.
     pub oversized: u64,
     /// Tables forgotten to stay within `max_tables` (their entries became stale).
     pub tables_forgotten: u64,
