@@ -682,7 +682,7 @@ impl RedisBackend {
     }
 
     /// Deletes `keys`, in batches (a Cluster splits each batch by slot).
-    async fn unlink(&self, keys: &[Vec<u8>]) -> Result<(), BackendError> {
+    async fn unlink<K: redis::ToRedisArgs + Sync>(&self, keys: &[K]) -> Result<(), BackendError> {
         for chunk in keys.chunks(BATCH) {
             self.run("UNLINK", false, |mut conn| async move {
                 redis::cmd("UNLINK")
@@ -866,16 +866,7 @@ impl Backend for RedisBackend {
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
-        for chunk in keys.chunks(BATCH) {
-            self.run("UNLINK", false, |mut conn| async move {
-                redis::cmd("UNLINK")
-                    .arg(chunk)
-                    .query_async::<()>(&mut conn)
-                    .await
-            })
-            .await?;
-        }
-        Ok(())
+        self.unlink(keys).await
     }
 
     /// Deletes every key starting with `prefix`, on every master; for a prefix
