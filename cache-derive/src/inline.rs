@@ -235,8 +235,7 @@ fn errors(e: syn::Error) -> TokenStream {
 
 /// The tables the SQL reads (checked against declared ones, if any).
 fn tables(cx: &mut Ctxt, input: &Input, sql: &LitStr) -> TokenStream {
-    let block: syn::Block = syn::parse_quote!({ sqlx::query(#sql); });
-    let analysis = sql::analyze(&block);
+    let analysis = sql::analyze_literal(sql);
     if let Some((span, why)) = analysis.first_problem()
         && input.tables.is_none()
     {

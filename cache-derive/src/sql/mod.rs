@@ -48,7 +48,18 @@ impl Analysis {
 
 /// Finds and analyzes the SQL of `block`. Without the `sql` feature, nothing is found.
 pub(crate) fn analyze(block: &syn::Block) -> Analysis {
-    let found = find::scan(block);
+    analyze_found(find::scan(block))
+}
+
+/// Analyzes one SQL literal (`cached_query!`'s).
+pub(crate) fn analyze_literal(sql: &LitStr) -> Analysis {
+    analyze_found(find::Found {
+        sql: vec![(sql.value(), sql.span())],
+        unseen: Vec::new(),
+    })
+}
+
+fn analyze_found(found: find::Found) -> Analysis {
     let mut analysis = Analysis {
         literals: found.sql.len(),
         unseen: found.unseen,
