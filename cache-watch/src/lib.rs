@@ -202,7 +202,7 @@ pub async fn listen(pool: &PgPool, cache: Cache, tables: &[&str]) -> Result<Watc
     for table in tables {
         quoted(table)?;
     }
-    let watched: Vec<String> = tables.iter().flat_map(|t| names_of(t)).collect();
+    let watched: Vec<String> = tables.iter().flat_map(|t| tags_of(t)).collect();
     let listener = connect(pool).await?;
     let all: Vec<&str> = watched.iter().map(String::as_str).collect();
     cache.invalidate(&all).await;
@@ -230,7 +230,7 @@ async fn connect(pool: &PgPool) -> Result<PgListener, WatchError> {
 
 /// `schema.table` and `table`, each also in lower case: the names reads are tagged with
 /// (the macros fold unquoted names to lower case).
-fn names_of(table: &str) -> Vec<String> {
+pub(crate) fn tags_of(table: &str) -> Vec<String> {
     let mut names = vec![table.to_owned()];
     if let Some((_, name)) = table.rsplit_once('.') {
         names.push(name.to_owned());
@@ -279,7 +279,7 @@ async fn run(
         };
         match tokio::time::timeout(HEARTBEAT, active.try_recv()).await {
             Ok(Ok(Some(notification))) => {
-                let names = names_of(notification.payload());
+                let names = tags_of(notification.payload());
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 cache.invalidate(&names).await;
             }
@@ -318,9 +318,9 @@ mod tests {
         ] {
             assert!(quoted(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(names_of("app.users"), ["app.users", "users"]);
+        assert_eq!(tags_of("app.users"), ["app.users", "users"]);
         assert_eq!(
-            names_of("app.Users"),
+            tags_of("app.Users"),
             ["app.Users", "Users", "app.users", "users"]
         );
     }

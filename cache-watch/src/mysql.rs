@@ -227,9 +227,7 @@ pub async fn listen(
                 .collect();
             if !moved.is_empty() {
                 // As reads are tagged: also in lower case.
-                let mut names: Vec<String> = moved.iter().map(|t| (*t).to_owned()).collect();
-                names.extend(moved.iter().map(|t| t.to_lowercase()));
-                names.dedup();
+                let names: Vec<String> = moved.iter().flat_map(|t| crate::tags_of(t)).collect();
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 cache.invalidate(&names).await;
             }

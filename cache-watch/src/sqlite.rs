@@ -84,9 +84,7 @@ pub async fn install_hooks(conn: &mut SqliteConnection, cache: Cache) -> Result<
         };
         // Reads are tagged by the name as written in their SQL, folded to lower case when
         // unquoted: `CREATE TABLE Users` must meet `FROM users`.
-        let mut touched = on_update.lock();
-        touched.insert(table.to_lowercase());
-        touched.insert(table);
+        on_update.lock().extend(crate::tags_of(&table));
     });
     let on_rollback = Arc::clone(&state);
     handle.set_rollback_hook(move || on_rollback.lock().clear());
