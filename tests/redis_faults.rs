@@ -24,8 +24,11 @@ const RUN_FOR: Duration = Duration::from_millis(4500);
 const FAULT_AT: Duration = Duration::from_millis(1500);
 const TIMEOUT: Duration = Duration::from_millis(250);
 
-fn enabled() -> bool {
-    cache_suite::database_url("REDIS_URL").is_some() && redis_server_available()
+/// One scenario at a time (they share the machine's cores and time), and only when the
+/// Redis tests are enabled.
+async fn begin() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    let alone = cache_suite::one_at_a_time().await;
+    (cache_suite::database_url("REDIS_URL").is_some() && redis_server_available()).then_some(alone)
 }
 
 fn config(url: &str) -> RunConfig<'_> {
@@ -71,10 +74,9 @@ async fn cmd(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> red
 /// the versions and entries of before those writes, which its new run id makes stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_from_a_snapshot() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let mut server = Server::start(&["--dbfilename", "dump.rdb"]);
     let url = server.url();
     let run = Run::start(idle_after_fault(&url)).await;
@@ -91,10 +93,9 @@ async fn restart_from_a_snapshot() {
 /// them: a backup, or what a machine crash leaves of an `everysec` file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_from_an_append_only_file() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let mut server = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let url = server.url();
     let run = Run::start(idle_after_fault(&url)).await;
@@ -115,10 +116,9 @@ async fn restart_from_an_append_only_file() {
 /// and the replica is promoted behind the same address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_a_replica_that_missed_the_last_writes() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let mut master = Server::start(&[]);
     let replica = Server::start(&[]);
     let mut replica_conn = replica.conn().await;
@@ -171,54 +171,47 @@ async fn fill_memory(server: &Server, policy: &str, volatile: bool, until: Durat
     }
 }
 
+/// A run whose server reaches `maxmemory` under `policy` at the fault and stays full to
+/// the end (`volatile`: the filler keys have a TTL, so they are what the policy evicts).
+async fn full_memory(policy: &str, volatile: bool) -> checker::Report {
+    let server = Server::start(&[]);
+    let url = server.url();
+    let run = Run::start(config(&url)).await;
+    sleep(FAULT_AT).await;
+    fill_memory(&server, policy, volatile, RUN_FOR - FAULT_AT).await;
+    run.finish(&format!("full memory, {policy}"))
+}
+
 /// `maxmemory` reached under `noeviction`, to the end of the run: every write the cache
 /// sends is refused, and invalidations still take effect (a version Redis will not
 /// increment is deleted, and cannot be recreated: reads of that table are misses until
 /// memory frees).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_memory_under_noeviction() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
-    let server = Server::start(&[]);
-    let url = server.url();
-    let run = Run::start(config(&url)).await;
-    sleep(FAULT_AT).await;
-    fill_memory(&server, "noeviction", false, RUN_FOR - FAULT_AT).await;
-    let report = run.finish("full memory, noeviction");
+    };
+    let report = full_memory("noeviction", false).await;
     assert_fresh_while_failing_closed("full memory, noeviction", &report);
 }
 
 /// Full memory under `allkeys-lru`: any key may be evicted, versions and epoch included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_memory_under_allkeys_lru() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
-    let server = Server::start(&[]);
-    let url = server.url();
-    let run = Run::start(config(&url)).await;
-    sleep(FAULT_AT).await;
-    fill_memory(&server, "allkeys-lru", false, RUN_FOR - FAULT_AT).await;
-    let report = run.finish("full memory, allkeys-lru");
+    };
+    let report = full_memory("allkeys-lru", false).await;
     assert_fresh("full memory, allkeys-lru", &report);
 }
 
 /// Full memory under `volatile-lru`: keys with a TTL are evicted, the rest is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_memory_under_volatile_lru() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
-    let server = Server::start(&[]);
-    let url = server.url();
-    let run = Run::start(config(&url)).await;
-    sleep(FAULT_AT).await;
-    fill_memory(&server, "volatile-lru", true, RUN_FOR - FAULT_AT).await;
-    let report = run.finish("full memory, volatile-lru");
+    };
+    let report = full_memory("volatile-lru", true).await;
     assert_fresh("full memory, volatile-lru", &report);
 }
 
@@ -228,10 +221,9 @@ async fn full_memory_under_volatile_lru() {
 /// background, and no reader may serve the old entries meanwhile or after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_with_an_idle_writer() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let server = Server::start(&[]);
     let proxy = Proxy::start(server.port).await;
     let url = proxy.url();
@@ -256,10 +248,9 @@ async fn outage_with_an_idle_writer() {
 /// `FLUSHALL` while the processes run: versions and epoch are gone with the entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushall() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let server = Server::start(&[]);
     let url = server.url();
     let run = Run::start(config(&url)).await;
@@ -276,10 +267,9 @@ async fn flushall() {
 /// The server frozen (SIGSTOP) for 2 s, then resumed: every operation meanwhile times out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_for_two_seconds() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let server = Server::start(&[]);
     let url = server.url();
     let run = Run::start(RunConfig {
@@ -299,10 +289,9 @@ async fn sigstop_for_two_seconds() {
 /// some operations time out, some just make it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_close_to_the_timeout() {
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let server = Server::start(&[]);
     let proxy = Proxy::start(server.port).await;
     let url = proxy.url();
@@ -323,10 +312,9 @@ async fn an_instance_started_after_a_rollback_serves_nothing_from_before() {
     use cache_redis::{RedisBackend, RedisOptions};
     use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let mut server = Server::start(&["--dbfilename", "dump.rdb"]);
     let url = server.url();
     let settings = Settings {
@@ -380,10 +368,9 @@ async fn big_values_are_bounded_and_a_slow_one_fails_alone() {
     use cache_runtime::backend::Backend;
     use cache_runtime::{Cache, KeyScope, Settings, Ttl};
 
-    let _alone = cache_suite::one_at_a_time().await;
-    if !enabled() {
+    let Some(_alone) = begin().await else {
         return;
-    }
+    };
     let server = Server::start(&[]);
     let url = server.url();
 
