@@ -76,6 +76,20 @@ fn cache() -> Cache {
     Cache::new(Settings::default()).expect("valid settings")
 }
 
+/// A fresh table `{prefix}_{suffix}` with the triggers installed, and a cache listening.
+async fn watched_table(pool: &PgPool, prefix: &str) -> (String, Cache, cache_watch::Watch) {
+    let table = format!("{prefix}_{}", unique_suffix().replace('-', "_"));
+    exec(pool, &format!("CREATE TABLE {table} (id INT)")).await;
+    cache_watch::install(pool, &[&table])
+        .await
+        .expect("install");
+    let cache = cache();
+    let watch = cache_watch::listen(pool, cache.clone(), &[&table])
+        .await
+        .expect("listen");
+    (table, cache, watch)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_from_psql_and_cascades_invalidate() {
     let _alone = cache_suite::one_at_a_time().await;
@@ -136,16 +150,7 @@ async fn a_lost_listener_invalidates_every_watched_table() {
     let Some((pool, url)) = pool().await else {
         return;
     };
-    let s = unique_suffix().replace('-', "_");
-    let table = format!("watch_gap_{s}");
-    exec(&pool, &format!("CREATE TABLE {table} (id INT)")).await;
-    cache_watch::install(&pool, &[&table])
-        .await
-        .expect("install");
-    let cache = cache();
-    let watch = cache_watch::listen(&pool, cache.clone(), &[&table])
-        .await
-        .expect("listen");
+    let (table, cache, watch) = watched_table(&pool, "watch_gap").await;
     let loads = AtomicUsize::new(0);
     assert_eq!(count(&cache, &pool, &table, &loads).await, 0);
 
@@ -250,16 +255,7 @@ async fn propagation_delay() {
     let Some((pool, _url)) = pool().await else {
         return;
     };
-    let s = unique_suffix().replace('-', "_");
-    let table = format!("watch_delay_{s}");
-    exec(&pool, &format!("CREATE TABLE {table} (id INT)")).await;
-    cache_watch::install(&pool, &[&table])
-        .await
-        .expect("install");
-    let cache = cache();
-    let watch = cache_watch::listen(&pool, cache.clone(), &[&table])
-        .await
-        .expect("listen");
+    let (table, cache, watch) = watched_table(&pool, "watch_delay").await;
     let writer = cache_suite::connect::<sqlx::Postgres>(PG, 1)
         .await
         .expect("a writer pool");
