@@ -73,6 +73,20 @@ pub struct Settings {
     /// hold up every other operation on the connection for as long as it takes to send.
     /// Must be at least 1. Default 1 MiB. Unused by the in-memory store (see `max_bytes`).
     pub max_entry_bytes: usize,
+    /// The fraction of hits (0 to 1) re-checked against the database: the call runs its
+    /// query as a miss would, compares the fresh value with the cached one, and returns
+    /// the fresh one. A difference with no write to the entry's tables in between (checked
+    /// again 100 ms later) is a *freshness mismatch*: counted in
+    /// [`Stats::freshness_mismatches`](crate::Stats::freshness_mismatches) and per function,
+    /// logged at `warn` with the function, the key and the tables, and the entry is
+    /// replaced. A sampled call costs what a miss costs (a query), so keep it small in
+    /// production (`0.001`: one hit in a thousand). 0 (the default) turns it off.
+    pub freshness_sample: f64,
+    /// The Redis server the cache shares entries and invalidations through
+    /// (`redis://host:6379`), for `cache_redis::open`, which builds an in-memory cache
+    /// when it is `None` (the default). Unused by [`Cache::new`](crate::Cache::new).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -90,6 +104,8 @@ impl Default for Settings {
             max_bytes: 256 << 20,
             max_tables: 10_000,
             max_entry_bytes: 1 << 20,
+            freshness_sample: 0.0,
+            redis_url: None,
         }
     }
 }
@@ -173,6 +189,8 @@ pub enum SettingsError {
     ZeroMaxEntryBytes,
     /// `default_ttl` caches nothing: zero, or an instant already past.
     DefaultTtlCachesNothing(crate::Ttl),
+    /// `freshness_sample` is not a fraction between 0 and 1.
+    InvalidFreshnessSample(String),
 }
 
 impl fmt::Display for SettingsError {
@@ -219,6 +237,11 @@ impl fmt::Display for SettingsError {
                 "settings.default_ttl {ttl} caches nothing (a zero duration, or an instant \
                  already past): give a duration such as \"60s\", `true` for no expiry, or \
                  `false` to bypass the cache on purpose"
+            ),
+            SettingsError::InvalidFreshnessSample(fraction) => write!(
+                f,
+                "settings.freshness_sample {fraction} is not a fraction between 0 and 1: \
+                 use 0.001 to re-check one hit in a thousand, or 0 to turn it off"
             ),
         }
     }
@@ -275,6 +298,11 @@ impl Settings {
                 .is_err();
         if caches_nothing {
             return Err(SettingsError::DefaultTtlCachesNothing(self.default_ttl));
+        }
+        if !(0.0..=1.0).contains(&self.freshness_sample) {
+            return Err(SettingsError::InvalidFreshnessSample(
+                self.freshness_sample.to_string(),
+            ));
         }
         Ok(())
     }

@@ -170,6 +170,10 @@ mod round_trip {
             (any::<bool>(), any::<bool>(), any::<bool>()),
             ttl(),
             (duration(), duration()),
+            (
+                0u32..=1000,
+                proptest::option::of("redis://[a-z0-9.]{1,12}:[0-9]{1,5}"),
+            ),
         )
             .prop_map(
                 |(
@@ -178,6 +182,7 @@ mod round_trip {
                     (inv, none, enabled),
                     ttl,
                     (bt, lw),
+                    (sample, redis_url),
                 )| {
                     Settings {
                         namespace,
@@ -192,6 +197,8 @@ mod round_trip {
                         max_bytes: bytes,
                         max_tables: tables,
                         max_entry_bytes: entry_bytes,
+                        freshness_sample: f64::from(sample) / 1000.0,
+                        redis_url,
                     }
                 },
             )
