@@ -1,6 +1,7 @@
 //! Freshness under load on PostgreSQL (`DATABASE_URL_PG`): writers bump counters through
 //! `#[invalidates]` functions (autocommit, and inside the cache's `Transaction`, committed),
-//! readers read them through a `#[cached]` function, for a few seconds.
+//! readers read them through a `#[cached]` function, for a few seconds, with the freshness
+//! sampler re-checking one hit in ten.
 //!
 //! A writer publishes the counter it wrote once its write (or COMMIT) has returned; a reader
 //! notes the published value before it starts, so a read returning less is a stale read: it
@@ -66,7 +67,13 @@ async fn no_stale_read_under_concurrent_writes() {
     for statement in t.schema() {
         sqlx::query(statement).execute(&pool).await.expect("schema");
     }
-    let cache = Cache::new(Settings::default()).expect("valid settings");
+    // One hit in ten is re-checked against the database: with every write invalidating,
+    // the sampler must find nothing.
+    let settings = Settings {
+        freshness_sample: 0.1,
+        ..Settings::default()
+    };
+    let cache = Cache::new(settings).expect("valid settings");
 
     let body = {
         let (pool, cache, t) = (pool.clone(), cache.clone(), t.clone());
@@ -88,8 +95,13 @@ async fn no_stale_read_under_concurrent_writes() {
     );
     println!(
         "stress: {WRITERS} writers, {READERS} readers, {elapsed:.1?}: {writes} writes, \
-         {reads} reads ({} hits, {} shared loads, {} queries), {stale} stale reads",
-        stats.hits, stats.coalesced, stats.loads
+         {reads} reads ({} hits, {} shared loads, {} queries), {stale} stale reads, \
+         {} freshness checks, {} mismatches",
+        stats.hits,
+        stats.coalesced,
+        stats.loads,
+        stats.freshness_checks,
+        stats.freshness_mismatches
     );
     assert!(writes > 0 && reads > 0);
     assert!(
@@ -97,6 +109,11 @@ async fn no_stale_read_under_concurrent_writes() {
         "the cache served reads: the test is not vacuous"
     );
     assert_eq!(stale, 0, "reads that missed a completed write");
+    assert!(stats.freshness_checks > 0, "the sampler re-checked hits");
+    assert_eq!(
+        stats.freshness_mismatches, 0,
+        "the sampler found cached values that differ from the database"
+    );
 }
 
 async fn run(pool: PgPool, cache: Cache, t: Names) -> (Arc<Tally>, Duration) {

@@ -49,6 +49,13 @@ pub struct Stats {
     pub oversized: u64,
     /// Tables forgotten to stay within `max_tables` (their entries became stale).
     pub tables_forgotten: u64,
+    /// Hits re-checked against the database by the freshness sampler
+    /// ([`Settings::freshness_sample`](crate::Settings::freshness_sample)).
+    pub freshness_checks: u64,
+    /// Re-checks whose fresh value differed from the cached one with no write to its tables
+    /// in between: a cached value that was wrong. Each is logged (`warn`) with the function,
+    /// the key and the tables.
+    pub freshness_mismatches: u64,
 }
 
 impl Stats {
@@ -78,9 +85,11 @@ pub(crate) enum Counter {
     DecodeErrors,
     LoadWaitTimeouts,
     Oversized,
+    FreshnessChecks,
+    FreshnessMismatches,
 }
 
-const COUNTERS: usize = 13;
+const COUNTERS: usize = 15;
 /// Threads that get a stripe of their own (per cache), the first this many to count
 /// anything in this process.
 const OWNED: usize = 32;
@@ -103,7 +112,7 @@ pub(crate) struct Counters {
 
 /// This thread's stripe: its own below [`OWNED`], the shared one at [`OWNED`].
 #[inline]
-fn stripe_index() -> usize {
+pub(crate) fn stripe_index() -> usize {
     use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -134,6 +143,9 @@ impl Counters {
 
     #[inline]
     pub(crate) fn bump(&self, counter: Counter) {
+        if matches!(counter, Counter::Stale | Counter::Expired) {
+            crate::observe::note_discard(counter);
+        }
         self.add(counter, 1);
     }
 
@@ -159,6 +171,8 @@ impl Counters {
             decode_errors: get(Counter::DecodeErrors),
             load_wait_timeouts: get(Counter::LoadWaitTimeouts),
             oversized: get(Counter::Oversized),
+            freshness_checks: get(Counter::FreshnessChecks),
+            freshness_mismatches: get(Counter::FreshnessMismatches),
             // Counted by the tables themselves (`Cache::stats` fills it in).
             tables_forgotten: 0,
         }

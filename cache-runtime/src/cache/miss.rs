@@ -5,11 +5,13 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::Cache;
 use crate::Ttl;
 use crate::flight::{Role, Shared, State};
 use crate::key::Key;
+use crate::observe::{self, Outcome};
 use crate::output::LoadOutput;
 use crate::stats::Counter;
 use crate::store::Captured;
@@ -33,24 +35,99 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
+        let started = Instant::now();
+        // Noted by `memory_hit` in this same poll: why it had no hit to serve.
+        let (discarded, sampled) = (observe::take_discard(), observe::take_sampled());
+        let (core, store) = (&self.inner.core, &self.inner.store);
         // Uncached reads do not need a key, so a key that failed to build is only worth a
         // warning for the others.
         let key = match key {
-            _ if uncached || !self.caches(&ttl) => return loader().await,
-            Ok(key) => key,
-            Err(error) => {
-                key_error(&error);
-                return loader().await;
+            Ok(key) if !uncached && self.caches(&ttl) => key,
+            key => {
+                if let (Err(error), false, true) = (&key, uncached, self.caches(&ttl)) {
+                    key_error(error);
+                }
+                let output = loader().await;
+                observe::record_call(&core.functions, key.as_ref().ok(), Outcome::Bypass, started);
+                return output;
             }
         };
-        let (core, store) = (&self.inner.core, &self.inner.store);
+        if sampled && let Some(cached) = store.hit::<O::Value>(core, &key) {
+            return self.verify(key, tables, ttl, cached, loader, started).await;
+        }
         if let Some(value) = store.lookup::<O::Value>(core, &key, tables).await {
+            if core.sample != 0 && observe::sample_due(core.sample) {
+                return self.verify(key, tables, ttl, value, loader, started).await;
+            }
+            observe::record_call(&core.functions, Some(&key), Outcome::Hit, started);
             return O::from_value(value);
         }
-        self.load(key, tables, ttl, loader).await
+        let discarded = discarded.or_else(observe::take_discard);
+        let (output, outcome) = self.load(key, tables, ttl, loader).await;
+        let outcome = match (outcome, discarded) {
+            (Outcome::Miss, Some(why)) => why,
+            (outcome, _) => outcome,
+        };
+        observe::record_call(&core.functions, Some(&key), outcome, started);
+        output
     }
 
-    async fn load<O, F, Fut>(&self, key: Key, tables: &[&str], ttl: Ttl, loader: F) -> O
+    /// A sampled hit (`Settings::freshness_sample`): runs the query, compares its value
+    /// with `cached`, and returns the fresh one. A difference is a mismatch only if the
+    /// tables' versions are still those captured before the query, 100 ms later (a write
+    /// that committed before the query but had not invalidated yet has by then); a
+    /// mismatch is counted, logged, and repairs the entry. A failing query returns the
+    /// cached value: the check never breaks a call.
+    async fn verify<O, F, Fut>(
+        &self,
+        key: Key,
+        tables: &[&str],
+        ttl: Ttl,
+        cached: O::Value,
+        loader: F,
+        started: Instant,
+    ) -> O
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let (core, store) = (&self.inner.core, &self.inner.store);
+        let captured = store.capture(core, tables).await;
+        let fresh = match loader().await.into_value() {
+            Ok(fresh) => fresh,
+            Err(_) => {
+                observe::record_call(&core.functions, Some(&key), Outcome::Hit, started);
+                return O::from_value(cached);
+            }
+        };
+        let mismatch = match observe::same_value(&cached, &fresh) {
+            Some(false) if !captured.unknown => {
+                tokio::time::sleep(SETTLE).await;
+                let now = store.capture(core, tables).await;
+                !now.unknown && now.versions == captured.versions
+            }
+            _ => false,
+        };
+        core.counters.bump(Counter::FreshnessChecks);
+        core.functions.freshness(key.scope(), mismatch);
+        if mismatch {
+            core.counters.bump(Counter::FreshnessMismatches);
+            if let Some(held) = core.mismatches_logged.pass() {
+                tracing::warn!(target: "cache_runtime", function = %crate::key::function_name(key.scope()),
+                    key = %observe::short_digest(&key), tables = ?tables, more = held,
+                    "freshness mismatch: a cached value differed from the database with no \
+                     write to its tables since; a write bypasses invalidation (another \
+                     program, raw SQL without #[invalidates]) or a table is missing from the \
+                     read's tables");
+            }
+            store.store(core, key, tables, &captured, ttl, &fresh).await;
+        }
+        observe::record_call(&core.functions, Some(&key), Outcome::Hit, started);
+        O::from_value(fresh)
+    }
+
+    async fn load<O, F, Fut>(&self, key: Key, tables: &[&str], ttl: Ttl, loader: F) -> (O, Outcome)
     where
         O: LoadOutput,
         F: FnOnce() -> Fut,
@@ -68,13 +145,13 @@ impl Cache {
                 // Versions unknown: the load cannot tell whether a write came between it
                 // and another caller's, so it shares no flight (and stores nothing).
                 counters.bump(Counter::Loads);
-                return loader().await;
+                return (loader().await, Outcome::Miss);
             }
             match core.flights.join_or_lead(key, &captured.versions, max_wait) {
                 Role::Leader(guard) => {
                     counters.bump(Counter::Loads);
                     let output = core.flights.lead(key, loader()).await;
-                    return match output.into_value() {
+                    let output = match output.into_value() {
                         Ok(value) => {
                             let shared: Shared = Arc::new(value.clone());
                             store.store(core, key, tables, &captured, ttl, &value).await;
@@ -86,20 +163,30 @@ impl Cache {
                             output
                         }
                     };
+                    return (output, Outcome::Miss);
                 }
                 // The loader of this key asked for its own key: waiting would be waiting
                 // for itself. Nothing was awaited since the capture: it still holds.
-                Role::Alone => return self.run_alone(key, tables, ttl, &captured, loader).await,
+                Role::Alone => {
+                    let output = self.run_alone(key, tables, ttl, &captured, loader).await;
+                    return (output, Outcome::Miss);
+                }
                 Role::Waiter(flight) => match flight.wait(flight.deadline(max_wait)).await {
                     State::Done(shared) => {
                         if let Some(value) = shared.downcast_ref::<O::Value>() {
                             counters.bump(Counter::Coalesced);
-                            return O::from_value(value.clone());
+                            return (O::from_value(value.clone()), Outcome::Coalesced);
                         }
                         // Same key, another value type (a hand-built key reused): load alone.
-                        return self.load_alone(key, tables, ttl, loader).await;
+                        let output = self.load_alone(key, tables, ttl, loader).await;
+                        return (output, Outcome::Miss);
                     }
-                    State::Failed => return self.load_alone(key, tables, ttl, loader).await,
+                    State::Failed => {
+                        return (
+                            self.load_alone(key, tables, ttl, loader).await,
+                            Outcome::Miss,
+                        );
+                    }
                     // Waited `max_load_wait`: the leader may never return.
                     State::Running => {
                         counters.bump(Counter::LoadWaitTimeouts);
@@ -107,17 +194,20 @@ impl Cache {
                             max_load_wait = ?max_wait,
                             "a load of this key took longer than max_load_wait; \
                              running the query instead of waiting for it");
-                        return self.load_alone(key, tables, ttl, loader).await;
+                        return (
+                            self.load_alone(key, tables, ttl, loader).await,
+                            Outcome::Miss,
+                        );
                     }
                     State::Abandoned => {
                         // The leader panicked or was cancelled: someone else may have
                         // stored the value meanwhile; otherwise elect a new leader.
                         if let Some(value) = store.hit::<O::Value>(core, &key) {
-                            return O::from_value(value);
+                            return (O::from_value(value), Outcome::Hit);
                         }
                         let found = Box::pin(store.lookup::<O::Value>(core, &key, tables));
                         if let Some(value) = found.await {
-                            return O::from_value(value);
+                            return (O::from_value(value), Outcome::Hit);
                         }
                     }
                 },
@@ -161,6 +251,11 @@ impl Cache {
         }
     }
 }
+
+/// How long a freshness check waits before it trusts a difference: a write that committed
+/// before the re-run query has invalidated by then (in this process, within microseconds;
+/// through a shared backend or a database listener, within milliseconds).
+const SETTLE: Duration = Duration::from_millis(100);
 
 #[cold]
 fn key_error(error: &dyn fmt::Display) {

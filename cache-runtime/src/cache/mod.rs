@@ -128,6 +128,32 @@ impl Cache {
         stats
     }
 
+    /// The counters of each cached function this cache has served, busiest first. A
+    /// function is named by its `name = "..."` or by its path; generic functions once per
+    /// instantiation (`app::Repo<app::Pg>::find`).
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, Settings, cached};
+    ///
+    /// #[cached(table = "users", ttl = "60s", name = "users::name")]
+    /// async fn user_name(cache: &Cache, id: i64) -> Result<String, std::io::Error> {
+    ///     Ok(format!("user {id}"))
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::new(Settings::default()).unwrap();
+    /// for _ in 0..3 {
+    ///     user_name(&cache, 1).await?;
+    /// }
+    /// let stats = cache.function_stats();
+    /// assert_eq!(stats[0].function, "users::name");
+    /// assert_eq!((stats[0].hits, stats[0].misses), (2, 1));
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
+    pub fn function_stats(&self) -> Vec<crate::FunctionStats> {
+        self.inner.core.functions.snapshot()
+    }
+
     /// The key of `args` for the function identified by `scope`, in this cache's namespace.
     ///
     /// # Errors
@@ -211,7 +237,15 @@ impl Cache {
             return None;
         }
         let Inner { core, store } = &*self.inner;
-        store.hit::<O::Value>(core, key).map(O::from_value)
+        if core.sample != 0 && crate::observe::sample_due(core.sample) {
+            // Re-checked against the database by the miss path, which has the loader.
+            crate::observe::mark_sampled();
+            return None;
+        }
+        let started = crate::observe::start_hit();
+        let value = store.hit::<O::Value>(core, key)?;
+        crate::observe::record_hit(&core.functions, key, started);
+        Some(O::from_value(value))
     }
 
     /// Makes every cached read of `tables` stale, in this cache and in every other
@@ -228,6 +262,8 @@ impl Cache {
     /// delivered the bump (retried before each backend operation), and other caches see the
     /// invalidation once it is delivered.
     pub async fn invalidate(&self, tables: &[&str]) {
+        invalidation_event(tables, "write");
+        let started = std::time::Instant::now();
         // The part that needs no waiting, for every cache, under the registry's lock; the
         // remote parts after it (rarely any: no allocation otherwise).
         let mut remote = Vec::new();
@@ -242,6 +278,7 @@ impl Cache {
             // Boxed: its state (remote calls) would otherwise make every in-memory
             // invalidation's future larger.
             Box::pin(inner.store.invalidate_remote(&inner.core, tables, work)).await;
+            crate::metrics::invalidation_delivered(started.elapsed());
         }
     }
 
@@ -251,6 +288,7 @@ impl Cache {
     /// backend) is done before this returns; the remote part runs in a task spawned on the
     /// current Tokio runtime, if there is one.
     pub(crate) fn invalidate_now(&self, tables: &[&str]) {
+        invalidation_event(tables, "abandoned write");
         self.invalidate_detached(tables, tokio::runtime::Handle::try_current().ok());
     }
 
@@ -272,6 +310,7 @@ impl Cache {
     /// .unwrap();
     /// ```
     pub fn invalidate_from_hook(&self, tables: &[&str], runtime: &tokio::runtime::Handle) {
+        invalidation_event(tables, "database event");
         self.invalidate_detached(tables, Some(runtime.clone()));
     }
 
@@ -321,6 +360,15 @@ impl Cache {
     pub fn tracked_keys(&self, table: &str) -> usize {
         self.inner.store.tracked_keys(table)
     }
+}
+
+/// A `debug` event on target `cache_runtime::invalidate` (`cause`: `write` for
+/// [`Cache::invalidate`], the macros and `Transaction` commits; `abandoned write` for a
+/// write whose future was dropped or panicked; `database event` for a driver hook or a
+/// database listener), and the invalidation counted per table in `metrics`.
+fn invalidation_event(tables: &[&str], cause: &'static str) {
+    tracing::debug!(target: "cache_runtime::invalidate", tables = ?tables, cause, "invalidated");
+    crate::metrics::invalidated(tables);
 }
 
 impl fmt::Debug for Cache {

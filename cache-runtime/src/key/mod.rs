@@ -193,7 +193,22 @@ fn fingerprint_id(identity: &str, code: &str, instance: &str) -> u32 {
         h.update(&(part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    registry().fingerprint_id(*h.finalize().as_bytes())
+    let registry = registry();
+    let id = registry.fingerprint_id(*h.finalize().as_bytes());
+    registry.name(id, identity, instance);
+    id
+}
+
+/// The name of the function whose scope has id `id` (its identity, or the path of its code
+/// instance), for statistics, logs and metrics; `"?"` for an id never interned.
+pub(crate) fn function_name(id: u32) -> std::sync::Arc<str> {
+    registry()
+        .names
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| "?".into())
 }
 
 impl fmt::Debug for KeyScope {
@@ -216,6 +231,8 @@ struct Registry {
     /// Instances by (scope address, path text): bounded by the program's functions and
     /// their instantiations.
     instances: RwLock<HashMap<(usize, &'static str), &'static Instance>>,
+    /// Function names by fingerprint id: bounded like the fingerprints.
+    names: RwLock<HashMap<u32, std::sync::Arc<str>>>,
 }
 
 fn registry() -> &'static Registry {
@@ -264,6 +281,26 @@ impl Registry {
 
     fn fingerprint_id(&self, fingerprint: [u8; 32]) -> u32 {
         intern(&self.fingerprints, fingerprint)
+    }
+
+    fn name(&self, id: u32, identity: &str, instance: &str) {
+        let known = self
+            .names
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&id);
+        if !known {
+            let name = if instance.is_empty() || identity.ends_with(instance) {
+                identity.to_owned()
+            } else {
+                format!("{identity}{instance}")
+            };
+            self.names
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(id)
+                .or_insert_with(|| name.into());
+        }
     }
 
     fn fingerprint(&self, id: u32) -> [u8; 32] {
@@ -380,7 +417,7 @@ impl Material {
                 bytes: self.inline,
             }
         } else {
-            Key::from_digest(digest(self.scope, self.namespace, self.args()))
+            Key::from_digest(digest(self.scope, self.namespace, self.args()), self.scope)
         }
     }
 }
@@ -467,11 +504,14 @@ impl Key {
         Ok(material.finish())
     }
 
-    fn from_digest(digest: [u8; 32]) -> Key {
+    fn from_digest(digest: [u8; 32], scope: u32) -> Key {
         let mut bytes = [0u8; BYTES];
         // A length no material has: the two kinds never compare equal.
         bytes[0] = DIGEST;
         bytes[1..33].copy_from_slice(&digest);
+        // The scope rides along for statistics: equal digests have equal scopes, so it
+        // never makes two equal keys differ.
+        bytes[33..37].copy_from_slice(&scope.to_le_bytes());
         Key {
             hash: nonzero(seed().hash_one(digest)),
             bytes,
@@ -489,6 +529,21 @@ impl Key {
         let id = |i: usize| u32::from(u16::from_le_bytes([self.bytes[i], self.bytes[i + 1]]));
         let len = usize::from(self.bytes[0]);
         digest(id(1), Namespace(id(3)), &self.bytes[1 + IDS..1 + len])
+    }
+
+    /// The id of the function scope this key was built for (see [`function_name`]).
+    #[inline]
+    pub(crate) fn scope(&self) -> u32 {
+        if self.bytes[0] == DIGEST {
+            u32::from_le_bytes([
+                self.bytes[33],
+                self.bytes[34],
+                self.bytes[35],
+                self.bytes[36],
+            ])
+        } else {
+            u32::from(u16::from_le_bytes([self.bytes[1], self.bytes[2]]))
+        }
     }
 
     /// This key with its hash replaced: two distinct keys with one hash, for tests of

@@ -45,6 +45,12 @@ pub(crate) struct Core {
     pub(crate) namespace: Namespace,
     pub(crate) flights: Flights,
     pub(crate) counters: Counters,
+    /// The same, per cached function.
+    pub(crate) functions: crate::observe::Functions,
+    /// The freshness sampler's threshold (`observe::threshold`); 0 when it is off.
+    pub(crate) sample: u64,
+    /// Freshness mismatches are logged at most once per [`LOG_EVERY`].
+    pub(crate) mismatches_logged: LogGate,
     /// Backend failures are logged at most once per [`LOG_EVERY`].
     pub(crate) failures: LogGate,
     /// Whether an oversized value was logged (once per cache).
@@ -96,11 +102,14 @@ impl LogGate {
 impl Core {
     pub(crate) fn new(settings: Settings) -> Core {
         Core {
+            sample: crate::observe::threshold(settings.freshness_sample),
             prefix: format!("{}:", settings.namespace),
             namespace: Namespace::intern(&settings.namespace),
             settings,
             flights: Flights::new(),
             counters: Counters::default(),
+            functions: crate::observe::Functions::default(),
+            mismatches_logged: LogGate::new(),
             failures: LogGate::new(),
             oversized_logged: AtomicBool::new(false),
         }
