@@ -1194,3 +1194,65 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }
+
+/// The cache `settings` describe: shared through Redis when [`Settings::redis_url`] is
+/// set (a [`RedisBackend`] with [`RedisOptions::from_settings`], one server), in process
+/// memory otherwise. With [`Settings::from_env`], a service configures its cache from the
+/// environment alone:
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // APP_CACHE_REDIS_URL=redis://cache:6379 APP_CACHE_DEFAULT_TTL=5m
+/// let settings = cache_runtime::Settings::from_env("APP_CACHE_")?;
+/// let cache = cache_redis::open(settings).await?;
+/// # Ok(()) }
+/// ```
+///
+/// Call it inside a Tokio runtime.
+///
+/// # Errors
+///
+/// [`OpenError::Settings`] for invalid settings; [`OpenError::Redis`] when the URL is
+/// invalid or the server does not answer (a service that must start while Redis is down
+/// builds its cache with [`RedisBackend::connect_lazy`] instead).
+pub async fn open(settings: Settings) -> Result<cache_runtime::Cache, OpenError> {
+    settings.validate().map_err(OpenError::Settings)?;
+    match settings.redis_url.clone() {
+        None => cache_runtime::Cache::new(settings).map_err(OpenError::Settings),
+        Some(url) => {
+            let backend = RedisBackend::from_settings(&url, &settings)
+                .await
+                .map_err(OpenError::Redis)?;
+            cache_runtime::Cache::with_shared_backend(settings, backend)
+                .map_err(OpenError::Settings)
+        }
+    }
+}
+
+/// Why [`open`] built no cache.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// A setting is invalid.
+    Settings(cache_runtime::SettingsError),
+    /// Redis could not be reached, or its URL is invalid.
+    Redis(BackendError),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Settings(e) => e.fmt(f),
+            OpenError::Redis(e) => write!(f, "settings.redis_url: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Settings(e) => Some(e),
+            OpenError::Redis(e) => Some(e),
+        }
+    }
+}

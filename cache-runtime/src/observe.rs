@@ -44,7 +44,8 @@ impl Outcome {
         }
     }
 
-    /// Whether the value came from the cache (a hit, or a load shared with another caller).
+    /// Whether the value came from the cache: a hit. (A coalesced call got another
+    /// caller's fresh query result, not a cached entry.)
     pub const fn served_from_cache(self) -> bool {
         matches!(self, Outcome::Hit)
     }
@@ -163,11 +164,38 @@ tokio::task_local! {
     static SCOPE: Cell<Served>;
 }
 
+/// How many `observe` scopes are running in the process: while none is, a call skips the
+/// task-local lookup.
+static SCOPES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `outcome` in the enclosing `observe` scope, if there is one.
+#[inline]
+fn served(outcome: Outcome) {
+    if SCOPES.load(Relaxed) != 0 {
+        let _ = SCOPE.try_with(|served| {
+            let mut now = served.get();
+            now.add(outcome);
+            served.set(now);
+        });
+    }
+}
+
+/// Decrements [`SCOPES`] however the scope ends (a dropped future included).
+struct ScopeCount;
+
+impl Drop for ScopeCount {
+    fn drop(&mut self) {
+        SCOPES.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Runs `future` and reports how the cached calls it made were served (every cache, every
 /// call awaited inside it, however deep): for a `Cache-Status` header, or a log line per
 /// request. Scopes nest: an inner scope's calls count in the outer one too. Calls in tasks
 /// `future` spawns are not counted.
 pub async fn observe<F: Future>(future: F) -> (F::Output, Served) {
+    SCOPES.fetch_add(1, Relaxed);
+    let _count = ScopeCount;
     let (output, served) = SCOPE
         .scope(Cell::new(Served::default()), async {
             let output = future.await;
@@ -213,11 +241,8 @@ pub struct FunctionStats {
 
 /// Counters per stripe: hits, misses, coalesced, stale, expired, bypassed, load nanos.
 const SLOTS: usize = 7;
-/// Stripes per function: threads spread over them, so a hot function's hits on
-/// different cores rarely write one cache line.
-const STRIPES: usize = 8;
-/// Functions per lazily allocated chunk, and chunks: ids past `CHUNK * CHUNKS` (65,536
-/// functions) are counted in the totals only.
+/// Functions per lazily allocated chunk of slots, and chunks: ids past `CHUNK * CHUNKS`
+/// (65,536 functions) are counted in the totals only.
 const CHUNK: usize = 64;
 const CHUNKS: usize = 1024;
 
@@ -225,17 +250,35 @@ const CHUNKS: usize = 1024;
 #[derive(Default)]
 struct Stripe([AtomicU64; SLOTS]);
 
-#[derive(Default)]
+/// One function's counters, striped by thread like the totals (`stats::Counters`): each of
+/// the first [`OWNED`] threads owns a stripe, so a hit counts with a plain load and store
+/// on a line no other core writes; later threads share the last stripe, atomically.
 struct Function {
-    stripes: [Stripe; STRIPES],
+    stripes: Box<[Stripe]>,
     checks: AtomicU64,
     mismatches: AtomicU64,
 }
 
-/// Per-function counters of one cache, indexed by scope id (dense, interned).
-pub(crate) struct Functions {
-    chunks: Box<[OnceLock<Box<[Function]>>]>,
+const OWNED: usize = crate::stats::OWNED;
+
+impl Default for Function {
+    fn default() -> Function {
+        Function {
+            stripes: (0..=OWNED).map(|_| Stripe::default()).collect(),
+            checks: AtomicU64::new(0),
+            mismatches: AtomicU64::new(0),
+        }
+    }
 }
+
+/// Per-function counters of one cache, indexed by scope id (dense, interned); a
+/// function's counters are allocated when it is first counted.
+pub(crate) struct Functions {
+    chunks: Box<[OnceLock<Chunk>]>,
+}
+
+/// [`CHUNK`] functions' counters, each allocated when first counted.
+type Chunk = Box<[OnceLock<Function>]>;
 
 impl Default for Functions {
     fn default() -> Functions {
@@ -250,7 +293,17 @@ impl Functions {
     fn get(&self, scope: u32) -> Option<&Function> {
         let (chunk, at) = (scope as usize / CHUNK, scope as usize % CHUNK);
         let chunk = self.chunks.get(chunk)?;
-        Some(&chunk.get_or_init(|| (0..CHUNK).map(|_| Function::default()).collect())[at])
+        match chunk.get().and_then(|c| c[at].get()) {
+            Some(function) => Some(function),
+            None => Some(Functions::allocate(chunk, at)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate(chunk: &OnceLock<Chunk>, at: usize) -> &Function {
+        let chunk = chunk.get_or_init(|| (0..CHUNK).map(|_| OnceLock::new()).collect());
+        chunk[at].get_or_init(Function::default)
     }
 
     /// Counts one call of the function `scope`; `spent` for calls that ran their query.
@@ -259,9 +312,16 @@ impl Functions {
         let Some(function) = self.get(scope) else {
             return;
         };
-        let stripe = &function.stripes[crate::stats::stripe_index() % STRIPES].0;
+        let index = crate::stats::stripe_index();
+        let stripe = &function.stripes[index.min(OWNED)].0;
         let add = |slot: usize, n: u64| {
-            stripe[slot].fetch_add(n, Relaxed);
+            let c = &stripe[slot];
+            if index < OWNED {
+                // This thread is the stripe's only writer.
+                c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+            } else {
+                c.fetch_add(n, Relaxed);
+            }
         };
         match outcome {
             Outcome::Hit => add(0, 1),
@@ -300,6 +360,9 @@ impl Functions {
         for (c, chunk) in self.chunks.iter().enumerate() {
             let Some(chunk) = chunk.get() else { continue };
             for (i, function) in chunk.iter().enumerate() {
+                let Some(function) = function.get() else {
+                    continue;
+                };
                 let sum = |slot: usize| {
                     function
                         .stripes
@@ -409,7 +472,11 @@ pub(crate) fn short_digest(key: &Key) -> String {
 /// When tracing wants hit events, the instant a call started (for its latency).
 #[inline]
 pub(crate) fn start_hit() -> Option<Instant> {
-    tracing::enabled!(target: "cache_runtime::call", tracing::Level::TRACE).then(Instant::now)
+    // No subscriber was ever set: one load, where `enabled!` alone would ask the (no-op)
+    // dispatcher on every hit. With one, its level filter answers first.
+    (tracing::dispatcher::has_been_set()
+        && tracing::enabled!(target: "cache_runtime::call", tracing::Level::TRACE))
+    .then(Instant::now)
 }
 
 /// Records one finished call: per function, in the enclosing [`observe`] scope, and as a
@@ -430,11 +497,7 @@ pub(crate) fn record_call(
     let spent = started.elapsed();
     functions_count(functions, key, outcome, Some(spent));
     crate::metrics::loaded(key, outcome, spent);
-    let _ = SCOPE.try_with(|served| {
-        let mut now = served.get();
-        now.add(outcome);
-        served.set(now);
-    });
+    served(outcome);
     if tracing::enabled!(target: "cache_runtime::call", tracing::Level::DEBUG) {
         event(key, outcome, spent);
     }
@@ -461,11 +524,7 @@ fn record(
     spent: Option<Duration>,
 ) {
     functions_count(functions, key, outcome, spent);
-    let _ = SCOPE.try_with(|served| {
-        let mut now = served.get();
-        now.add(outcome);
-        served.set(now);
-    });
+    served(outcome);
     if let Some(started) = started {
         event(key, outcome, started.elapsed());
     }

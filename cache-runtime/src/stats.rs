@@ -92,7 +92,7 @@ pub(crate) enum Counter {
 const COUNTERS: usize = 15;
 /// Threads that get a stripe of their own (per cache), the first this many to count
 /// anything in this process.
-const OWNED: usize = 32;
+pub(crate) const OWNED: usize = 32;
 
 #[repr(align(128))]
 #[derive(Default)]
