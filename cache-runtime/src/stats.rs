@@ -143,9 +143,14 @@ impl Counters {
 
     #[inline]
     pub(crate) fn bump(&self, counter: Counter) {
-        if matches!(counter, Counter::Stale | Counter::Expired) {
-            crate::observe::note_discard(counter);
-        }
+        self.add(counter, 1);
+    }
+
+    /// Counts an entry discarded as stale or expired, and notes why for the outcome of the
+    /// call on this thread (`observe::take_discard`).
+    #[cold]
+    pub(crate) fn discarded(&self, counter: Counter) {
+        crate::observe::note_discard(counter);
         self.add(counter, 1);
     }
 

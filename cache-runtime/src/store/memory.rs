@@ -72,7 +72,7 @@ impl Store for MemoryStore {
             }
             Lookup::Miss => None,
             Lookup::Fault(counter) => {
-                core.counters.bump(counter);
+                core.counters.discarded(counter);
                 None
             }
             Lookup::WrongType => {

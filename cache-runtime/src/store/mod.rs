@@ -442,7 +442,7 @@ pub(crate) enum Fault {
 impl Fault {
     pub(crate) fn count(self, counters: &Counters) {
         if let Fault::Counted(counter) = self {
-            counters.bump(counter);
+            counters.discarded(counter);
         }
     }
 
