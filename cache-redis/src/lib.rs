@@ -56,8 +56,10 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
 
 use cache_runtime::Settings;
+
+mod push;
 use cache_runtime::backend::{
-    Backend, BackendError, Checked, SharedBackend, StoreOutcome, async_trait,
+    Backend, BackendError, Checked, InvalidationSink, SharedBackend, StoreOutcome, async_trait,
 };
 
 /// How a [`RedisBackend`] talks to Redis.
@@ -184,6 +186,9 @@ struct Inner {
     options: RedisOptions,
     health: Health,
     scripts: Scripts,
+    /// Where a near cache's subscription connects: the server, or each Cluster node in
+    /// turn (a message published on any node reaches every node).
+    pubsub: Vec<Client>,
 }
 
 /// A connection to one server, or to a Cluster; either reconnects by itself.
@@ -385,13 +390,20 @@ end
 return {}
 ";
 
-/// `bump`: gives each table ARGV names a new version. ARGV: table, random start, ...
+/// `bump`: gives each table ARGV names a new version, then publishes the tables on the
+/// namespace's channel for near caches. ARGV: table, random start, ..., channel.
 ///
 /// Out of memory, Redis refuses the increment but not a delete: the version is deleted,
 /// and comes back at a random value. Either way every entry tagged before is stale.
+/// The message lists the tables as `<length>:<name>` each, so any name reads back whole.
 const BUMP: &str = r"
 epoch_ok()
-for i = 1, #ARGV, 2 do
+local n = #ARGV - 1
+local message = {}
+for i = 1, n, 2 do
+  message[#message + 1] = #ARGV[i] .. ':' .. ARGV[i]
+end
+for i = 1, n, 2 do
   local v = redis.call('HGET', KEYS[2], ARGV[i])
   local done
   if valid(v) then
@@ -406,6 +418,7 @@ for i = 1, #ARGV, 2 do
     end
   end
 end
+redis.pcall('PUBLISH', ARGV[#ARGV], table.concat(message))
 return 1
 ";
 
@@ -464,7 +477,14 @@ impl RedisBackend {
         };
         let conn = Link::Server(open(config.clone())?);
         let bulk = Link::Server(open(config)?);
-        Ok(RedisBackend::build(conn, bulk, false, redact(url), options))
+        Ok(RedisBackend::build(
+            conn,
+            bulk,
+            false,
+            redact(url),
+            options,
+            vec![client],
+        ))
     }
 
     /// Connects to a Redis Cluster through any of `nodes` (`redis://host:port` each; the
@@ -516,7 +536,11 @@ impl RedisBackend {
             .map(|n| redact(n))
             .collect::<Vec<_>>()
             .join(",");
-        let backend = RedisBackend::build(conn, bulk, true, url, options);
+        let pubsub = nodes
+            .iter()
+            .filter_map(|node| Client::open(*node).ok())
+            .collect();
+        let backend = RedisBackend::build(conn, bulk, true, url, options, pubsub);
         backend.ping().await?;
         Ok(backend)
     }
@@ -540,6 +564,7 @@ impl RedisBackend {
         cluster: bool,
         url: String,
         options: RedisOptions,
+        pubsub: Vec<Client>,
     ) -> RedisBackend {
         RedisBackend {
             inner: Arc::new(Inner {
@@ -547,6 +572,7 @@ impl RedisBackend {
                 bulk,
                 cluster,
                 url,
+                pubsub,
                 options,
                 health: Health {
                     origin: Instant::now(),
@@ -1079,6 +1105,7 @@ impl SharedBackend for RedisBackend {
             for (i, table) in tables.iter().enumerate() {
                 call.arg(*table).arg(fresh_version(i));
             }
+            call.arg(push::channel(namespace));
             call.invoke_async::<()>(&mut conn).await
         })
         .await?;
@@ -1108,6 +1135,18 @@ impl SharedBackend for RedisBackend {
                 .await
         })
         .await
+    }
+
+    /// Subscribes to the namespace's channel, on which every bump publishes its tables
+    /// (see [`push`]), on a connection of its own, from a task on the current Tokio
+    /// runtime.
+    fn subscribe(&self, namespace: &str, sink: InvalidationSink) -> Result<(), BackendError> {
+        push::subscribe(
+            self.inner.pubsub.clone(),
+            push::channel(namespace),
+            sink,
+            self.inner.options.timeout,
+        )
     }
 }
 

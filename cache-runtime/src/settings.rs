@@ -87,6 +87,19 @@ pub struct Settings {
     /// when it is `None` (the default). Unused by [`Cache::new`](crate::Cache::new).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// With a shared backend (Redis): keep an in-process copy of the entries this instance
+    /// reads, served at memory speed, and drop it when the backend pushes an invalidation
+    /// from any instance. Another instance's write is then seen within the push delay
+    /// (measured in the README), not at once: off (the default) is *strict*, every hit
+    /// checked against the backend. While the push channel is down or late, in-process
+    /// copies are not served (see `near_lease`). Needs a backend that pushes invalidations
+    /// ([`SharedBackend::subscribe`](crate::backend::SharedBackend::subscribe)).
+    pub near_cache: bool,
+    /// How long after the push channel last proved it was caught up (a heartbeat every
+    /// fifth of this) in-process copies may be served: a push connection that stalls
+    /// without closing cannot leave them served for longer. Default 500 ms. Not zero.
+    #[serde(with = "duration")]
+    pub near_lease: Duration,
 }
 
 impl Default for Settings {
@@ -106,6 +119,8 @@ impl Default for Settings {
             max_entry_bytes: 1 << 20,
             freshness_sample: 0.0,
             redis_url: None,
+            near_cache: false,
+            near_lease: Duration::from_millis(500),
         }
     }
 }
@@ -191,6 +206,11 @@ pub enum SettingsError {
     DefaultTtlCachesNothing(crate::Ttl),
     /// `freshness_sample` is not a fraction between 0 and 1.
     InvalidFreshnessSample(String),
+    /// `near_lease` is zero.
+    ZeroNearLease,
+    /// `near_cache` is on, but the cache has no shared backend, or its backend cannot push
+    /// invalidations (the reason).
+    NearCacheUnavailable(String),
 }
 
 impl fmt::Display for SettingsError {
@@ -242,6 +262,15 @@ impl fmt::Display for SettingsError {
                 f,
                 "settings.freshness_sample {fraction} is not a fraction between 0 and 1: \
                  use 0.001 to re-check one hit in a thousand, or 0 to turn it off"
+            ),
+            SettingsError::ZeroNearLease => f.write_str(
+                "settings.near_lease is 0: in-process copies could never be served; give it \
+                 a duration such as \"500ms\", or turn near_cache off",
+            ),
+            SettingsError::NearCacheUnavailable(why) => write!(
+                f,
+                "settings.near_cache is on, but {why}: a near cache needs a shared backend \
+                 that pushes invalidations (Redis); turn near_cache off for a strict cache"
             ),
         }
     }
@@ -298,6 +327,9 @@ impl Settings {
                 .is_err();
         if caches_nothing {
             return Err(SettingsError::DefaultTtlCachesNothing(self.default_ttl));
+        }
+        if self.near_lease.is_zero() {
+            return Err(SettingsError::ZeroNearLease);
         }
         if !(0.0..=1.0).contains(&self.freshness_sample) {
             return Err(SettingsError::InvalidFreshnessSample(

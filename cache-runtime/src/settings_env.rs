@@ -55,6 +55,8 @@ fields!(
     max_entry_bytes,
     freshness_sample,
     redis_url,
+    near_cache,
+    near_lease,
 );
 
 impl Settings {

@@ -141,6 +141,99 @@ pub trait SharedBackend: Backend {
 
     /// How many keys `table` tracks for invalidation.
     async fn tracked(&self, namespace: &str, table: &str) -> Result<usize, BackendError>;
+
+    /// Starts pushing to `sink` every invalidation of `namespace` that any process makes
+    /// (every [`bump`](SharedBackend::bump), this process's included), for a near cache
+    /// ([`Settings::near_cache`](crate::Settings::near_cache)), until
+    /// [`InvalidationSink::invalidated`] returns `false`. The contract, which the near
+    /// cache's freshness rests on:
+    ///
+    /// - call [`connected`](InvalidationSink::connected) once every bump made from then on
+    ///   is sure to be delivered (the subscription is confirmed), and
+    ///   [`disconnected`](InvalidationSink::disconnected) as soon as deliveries may have
+    ///   been lost; reconnect by itself, then call `connected` again;
+    /// - every [`heartbeat`](InvalidationSink::heartbeat), prove the channel is caught up
+    ///   (a round trip behind which every earlier bump has been delivered) and call
+    ///   [`caught_up`](InvalidationSink::caught_up).
+    ///
+    /// The default has no push: a near cache cannot be built on the backend.
+    ///
+    /// # Errors
+    ///
+    /// A [`BackendError`] when the backend cannot push invalidations.
+    fn subscribe(&self, namespace: &str, sink: InvalidationSink) -> Result<(), BackendError> {
+        let _ = (namespace, sink);
+        Err(BackendError::new(
+            "this backend does not push invalidations",
+        ))
+    }
+}
+
+/// Where a [`SharedBackend`] delivers the invalidations it pushes
+/// ([`SharedBackend::subscribe`]): the in-process copies of a near cache. Cheap to clone.
+#[derive(Clone)]
+pub struct InvalidationSink {
+    target: std::sync::Weak<dyn crate::store::PushTarget>,
+    heartbeat: Duration,
+}
+
+impl InvalidationSink {
+    pub(crate) fn new(
+        target: std::sync::Weak<dyn crate::store::PushTarget>,
+        heartbeat: Duration,
+    ) -> InvalidationSink {
+        InvalidationSink { target, heartbeat }
+    }
+
+    /// `tables` were invalidated by some process: the cache drops its copies of their
+    /// reads. `false` once the cache is gone: stop pushing.
+    pub fn invalidated(&self, tables: &[&str]) -> bool {
+        self.with(|t| t.pushed(tables))
+    }
+
+    /// Every bump from now on will be delivered. What was pushed before may have been
+    /// lost, so the cache drops every in-process copy and serves them again from here.
+    /// `false` once the cache is gone.
+    pub fn connected(&self) -> bool {
+        self.with(|t| t.connected())
+    }
+
+    /// Deliveries may have been lost: no in-process copy is served until
+    /// [`connected`](InvalidationSink::connected). `false` once the cache is gone.
+    pub fn disconnected(&self) -> bool {
+        self.with(|t| t.disconnected())
+    }
+
+    /// Every bump made before the heartbeat that proves this was sent has been delivered:
+    /// copies may be served for the cache's `near_lease` from now. `false` once the cache
+    /// is gone.
+    pub fn caught_up(&self) -> bool {
+        self.with(|t| t.caught_up())
+    }
+
+    /// How often the backend should prove it is caught up.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    fn with(&self, f: impl FnOnce(&dyn crate::store::PushTarget)) -> bool {
+        match self.target.upgrade() {
+            Some(target) => {
+                f(&*target);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl fmt::Debug for InvalidationSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvalidationSink")
+            .field("heartbeat", &self.heartbeat)
+            .field("live", &(self.target.strong_count() > 0))
+            .finish()
+    }
 }
 
 /// What [`SharedBackend::get_checked`] returns: the bytes under the key, if any, and the current

@@ -18,7 +18,7 @@ use crate::backend::{Backend, SharedBackend};
 use crate::key::{Key, KeyBuilder, KeyError, KeyScope};
 use crate::output::LoadOutput;
 use crate::stats::Stats;
-use crate::store::{AnyStore, Core, MemoryStore, PlainStore, SharedStore};
+use crate::store::{AnyStore, Core, MemoryStore, NearStore, PlainStore, PushTarget, SharedStore};
 use crate::{Settings, SettingsError, Ttl};
 
 /// A query cache. Cheap to clone: clones share the same entries, tables and statistics.
@@ -97,10 +97,34 @@ impl Cache {
     ) -> Result<Cache, SettingsError> {
         settings.validate()?;
         let store = SharedStore::new(Box::new(backend));
-        Ok(Cache::build(settings, AnyStore::Shared(store)))
+        if !settings.near_cache {
+            return Ok(Cache::build(settings, AnyStore::Shared(store)));
+        }
+        let heartbeat = settings.near_lease / 5;
+        let namespace = settings.namespace.clone();
+        let inner = Arc::new(Inner {
+            store: AnyStore::Near(NearStore::new(&settings, store)),
+            core: Core::new(settings),
+        });
+        let AnyStore::Near(near) = &inner.store else {
+            unreachable!("built as a near store just above")
+        };
+        let target: std::sync::Weak<dyn PushTarget> = Arc::downgrade(&inner) as _;
+        let sink = crate::backend::InvalidationSink::new(target, heartbeat);
+        near.shared()
+            .backend()
+            .subscribe(&namespace, sink)
+            .map_err(|e| SettingsError::NearCacheUnavailable(e.to_string()))?;
+        global::register(&inner);
+        Ok(Cache { inner })
     }
 
     fn build(settings: Settings, store: AnyStore) -> Cache {
+        if settings.near_cache {
+            tracing::warn!(target: "cache_runtime",
+                "settings.near_cache is on, but a near cache needs a shared backend \
+                 (Cache::with_shared_backend): this cache is not one");
+        }
         let inner = Arc::new(Inner {
             core: Core::new(settings),
             store,
@@ -369,6 +393,35 @@ impl Cache {
 fn invalidation_event(tables: &[&str], cause: &'static str) {
     tracing::debug!(target: "cache_runtime::invalidate", tables = ?tables, cause, "invalidated");
     crate::metrics::invalidated(tables);
+}
+
+/// A near cache's side of its backend's invalidation pushes.
+impl PushTarget for Inner {
+    fn pushed(&self, tables: &[&str]) {
+        if let AnyStore::Near(near) = &self.store {
+            tracing::debug!(target: "cache_runtime::invalidate", tables = ?tables,
+                cause = "push", "invalidated");
+            near.pushed(tables);
+        }
+    }
+
+    fn connected(&self) {
+        if let AnyStore::Near(near) = &self.store {
+            near.connected();
+        }
+    }
+
+    fn disconnected(&self) {
+        if let AnyStore::Near(near) = &self.store {
+            near.disconnected();
+        }
+    }
+
+    fn caught_up(&self) {
+        if let AnyStore::Near(near) = &self.store {
+            near.caught_up();
+        }
+    }
 }
 
 impl fmt::Debug for Cache {

@@ -32,6 +32,30 @@ impl MemoryStore {
         }
     }
 
+    /// The current in-process versions of `tables` (a near cache's capture).
+    pub(crate) fn versions(&self, tables: &[&str]) -> Vec<u64> {
+        self.tables.versions(tables)
+    }
+
+    /// Makes every entry read from `tables` stale, counting nothing (a near cache's copies:
+    /// the shared backend's invalidation is what counts).
+    pub(crate) fn drop_tables(&self, tables: &[&str]) {
+        for name in tables {
+            if let Some(tracked) = self.tables.invalidate(name)
+                && !tracked.is_empty()
+            {
+                self.sweep.push(tracked);
+            }
+        }
+    }
+
+    /// Removes every entry, and makes every load in flight stale.
+    pub(crate) fn clear_now(&self) {
+        self.tables.invalidate_all();
+        self.sweep.with(Vec::clear);
+        self.map.clear();
+    }
+
     /// Deletes up to `budget` entries of invalidated (or forgotten) tables, if they are
     /// still the stale ones (a key refilled since keeps its fresh entry). Each store tracks
     /// one key per table it read and sweeps at least twice that, so the sweep never falls
@@ -160,9 +184,7 @@ impl Store for MemoryStore {
     async fn invalidate_remote(&self, _: &Core, _: &[&str], _: Remote) {}
 
     async fn clear(&self, _: &Core) {
-        self.tables.invalidate_all();
-        self.sweep.with(Vec::clear);
-        self.map.clear();
+        self.clear_now();
     }
 
     fn entry_count(&self) -> Option<usize> {

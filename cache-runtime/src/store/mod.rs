@@ -15,6 +15,7 @@
 
 mod map;
 mod memory;
+mod near;
 mod pending;
 mod plain;
 mod shared;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use map::{ClockMap, ENTRY_OVERHEAD};
 pub(crate) use memory::MemoryStore;
+pub(crate) use near::NearStore;
 pub(crate) use plain::PlainStore;
 pub(crate) use shared::SharedStore;
 
@@ -183,6 +185,8 @@ pub(crate) struct Captured {
     /// The versions could not be read (a shared backend down): the load shares no flight
     /// and stores nothing, since it cannot tell whether a write came between it and another.
     pub(crate) unknown: bool,
+    /// A near cache's in-process versions of the same tables, for its copy.
+    pub(crate) local: Vec<u64>,
 }
 
 impl Captured {
@@ -190,6 +194,7 @@ impl Captured {
         Captured {
             versions,
             unknown: false,
+            local: Vec::new(),
         }
     }
 
@@ -197,6 +202,7 @@ impl Captured {
         Captured {
             versions: Vec::new(),
             unknown: true,
+            local: Vec::new(),
         }
     }
 
@@ -285,6 +291,16 @@ pub(crate) enum AnyStore {
     Memory(MemoryStore),
     Plain(PlainStore),
     Shared(SharedStore),
+    Near(NearStore),
+}
+
+/// What a shared backend's invalidation pushes reach (through
+/// [`InvalidationSink`](crate::backend::InvalidationSink)): a near cache.
+pub(crate) trait PushTarget: Send + Sync {
+    fn pushed(&self, tables: &[&str]);
+    fn connected(&self);
+    fn disconnected(&self);
+    fn caught_up(&self);
 }
 
 /// Hands one call to the store of the cache's mode.
@@ -294,6 +310,7 @@ macro_rules! each {
             AnyStore::Memory($s) => $call,
             AnyStore::Plain($s) => $call,
             AnyStore::Shared($s) => $call,
+            AnyStore::Near($s) => $call,
         }
     };
 }

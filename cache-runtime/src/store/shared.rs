@@ -142,14 +142,15 @@ impl SharedStore {
             .await?;
         Ok(current.len() == others.len() && others.iter().zip(&current).all(|((_, v), c)| v == c))
     }
-}
 
-impl Store for SharedStore {
-    fn hit<V: CacheValue>(&self, _: &Core, _: &Key) -> Option<V> {
-        None
-    }
-
-    async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
+    /// [`Store::lookup`], with the entry's expiry (Unix milliseconds, `None`: none) for a
+    /// near cache's in-process copy.
+    pub(crate) async fn lookup_expiring<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+    ) -> Option<(V, Option<u64>)> {
         if !self.deliver_pending(core).await {
             return None;
         }
@@ -170,7 +171,7 @@ impl Store for SharedStore {
             Ok(env) => match self.tags_current(core, &env.tags, tables, &versions).await {
                 Ok(true) => {
                     core.counters.bump(Counter::Hits);
-                    return Some(env.value);
+                    return Some((env.value, env.expires_at));
                 }
                 Ok(false) => Fault::Counted(Counter::Stale),
                 Err(e) => {
@@ -182,6 +183,72 @@ impl Store for SharedStore {
         };
         fault.discard(core, &*self.backend, name).await;
         None
+    }
+
+    /// [`Store::store`]; `true` when the backend stored the entry (the captured versions
+    /// were still current there).
+    pub(crate) async fn store_checked<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: Key,
+        names: &[&str],
+        captured: &Captured,
+        ttl: Ttl,
+        value: &V,
+    ) -> bool {
+        if captured.unknown {
+            return false;
+        }
+        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
+            return false;
+        };
+        if !core.fits_remote(&key, entry.bytes.len()) {
+            return false;
+        }
+        if !self.deliver_pending(core).await {
+            return false;
+        }
+        let stored = self
+            .backend
+            .set_tracked(
+                &core.settings.namespace,
+                &core.remote_key(&key),
+                entry.bytes,
+                entry.storage_ttl,
+                &entry.tags,
+                core.settings.max_keys_per_table,
+            )
+            .await;
+        match stored {
+            Ok(StoreOutcome::Stored { evicted }) => {
+                if evicted > 0 {
+                    core.counters.add(Counter::TableEvictions, evicted as u64);
+                }
+                true
+            }
+            // Stale: a write completed during the load; the entry would be stale on arrival.
+            Ok(StoreOutcome::Stale) => false,
+            Err(e) => {
+                core.backend_error("set", &e);
+                false
+            }
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &dyn SharedBackend {
+        &*self.backend
+    }
+}
+
+impl Store for SharedStore {
+    fn hit<V: CacheValue>(&self, _: &Core, _: &Key) -> Option<V> {
+        None
+    }
+
+    async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
+        self.lookup_expiring(core, key, tables)
+            .await
+            .map(|(value, _)| value)
     }
 
     async fn capture(&self, core: &Core, tables: &[&str]) -> Captured {
@@ -222,37 +289,8 @@ impl Store for SharedStore {
         ttl: Ttl,
         value: &V,
     ) {
-        if captured.unknown {
-            return;
-        }
-        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
-            return;
-        };
-        if !core.fits_remote(&key, entry.bytes.len()) {
-            return;
-        }
-        if !self.deliver_pending(core).await {
-            return;
-        }
-        let stored = self
-            .backend
-            .set_tracked(
-                &core.settings.namespace,
-                &core.remote_key(&key),
-                entry.bytes,
-                entry.storage_ttl,
-                &entry.tags,
-                core.settings.max_keys_per_table,
-            )
+        self.store_checked(core, key, names, captured, ttl, value)
             .await;
-        match stored {
-            Ok(StoreOutcome::Stored { evicted }) if evicted > 0 => {
-                core.counters.add(Counter::TableEvictions, evicted as u64);
-            }
-            // Stale: a write completed during the load; the entry would be stale on arrival.
-            Ok(_) => {}
-            Err(e) => core.backend_error("set", &e),
-        }
     }
 
     /// Other processes may have read these tables: the shared versions are bumped whether

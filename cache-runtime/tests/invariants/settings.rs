@@ -183,6 +183,7 @@ mod round_trip {
                     ttl,
                     (bt, lw),
                     (sample, redis_url),
+                    (near_cache, near_lease),
                 )| {
                     Settings {
                         namespace,
@@ -199,6 +200,8 @@ mod round_trip {
                         max_entry_bytes: entry_bytes,
                         freshness_sample: f64::from(sample) / 1000.0,
                         redis_url,
+                        near_cache,
+                        near_lease,
                     }
                 },
             )

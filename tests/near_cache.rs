@@ -1,0 +1,221 @@
+//! The near cache (`Settings::near_cache`) over a private `redis-server`: in-process copies
+//! served without a round trip, dropped by the invalidations Redis pushes from any
+//! instance, and never served while the push channel is down or late. Another instance is
+//! played by a second `RedisBackend` that bumps versions directly, as another process
+//! would: nothing in this process's registry hears of it.
+//!
+//! The window another instance may serve an old value in is measured by the
+//! multi-process checker (`near_window_two_processes`, `-- --nocapture` prints it).
+
+mod checker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_redis::{RedisBackend, RedisOptions};
+use cache_runtime::backend::SharedBackend;
+use cache_runtime::{Cache, KeyScope, Settings, SettingsError, Ttl};
+use checker::{Proxy, Server, redis_server_available};
+
+static READ: KeyScope = KeyScope::new("near::read");
+const TIMEOUT: Duration = Duration::from_millis(250);
+
+async fn begin() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    let alone = cache_suite::one_at_a_time().await;
+    (cache_suite::database_url("REDIS_URL").is_some() && redis_server_available()).then_some(alone)
+}
+
+fn settings(namespace: &str) -> Settings {
+    Settings {
+        namespace: namespace.to_owned(),
+        near_cache: true,
+        ..Settings::default()
+    }
+}
+
+async fn backend(url: &str) -> RedisBackend {
+    RedisBackend::connect_lazy(url, RedisOptions::default().timeout(TIMEOUT))
+        .await
+        .expect("a valid URL")
+}
+
+/// The "database": a value the test changes, read through the cache.
+async fn read(cache: &Cache, db: &Arc<AtomicI64>) -> i64 {
+    let key = cache.key(&READ, &1_i64).expect("a key");
+    let db = Arc::clone(db);
+    cache
+        .get_or_load(key, &["items"], Ttl::Forever, || async move {
+            Ok::<_, std::io::Error>(db.load(Ordering::SeqCst))
+        })
+        .await
+        .expect("the loader never fails")
+}
+
+/// Redis calls that read entries or versions, from `INFO commandstats`.
+async fn reads_on(server: &Server) -> u64 {
+    let mut conn = server.conn().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter(|l| {
+            [
+                "cmdstat_evalsha:",
+                "cmdstat_eval:",
+                "cmdstat_get:",
+                "cmdstat_mget:",
+            ]
+            .iter()
+            .any(|c| l.starts_with(c))
+        })
+        .filter_map(|l| {
+            l.split(|c| c == ':' || c == ',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Polls until `f` holds, for up to 3 s.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("not within 3 s: {what}");
+}
+
+/// Mechanism: the in-process tier. Once a value is copied, hits make no Redis call; a
+/// bump by another instance reaches the copy by push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_are_in_process_and_other_instances_writes_are_pushed() {
+    let Some(_alone) = begin().await else { return };
+    let server = Server::start(&[]);
+    let ns = format!("near-{}", cache_suite::unique_suffix());
+    let cache = Cache::with_shared_backend(settings(&ns), backend(&server.url()).await)
+        .expect("a near cache");
+    let db = Arc::new(AtomicI64::new(1));
+    // Served from memory only once the subscription is confirmed.
+    eventually("the push channel connects", async || {
+        read(&cache, &db).await;
+        cache.entry_count() == Some(1)
+    })
+    .await;
+
+    let before = reads_on(&server).await;
+    for _ in 0..100 {
+        assert_eq!(read(&cache, &db).await, 1);
+    }
+    assert_eq!(reads_on(&server).await, before, "100 hits, no Redis read");
+
+    // Another instance writes: the database changes, then it bumps `items` in Redis.
+    db.store(2, Ordering::SeqCst);
+    let other = backend(&server.url()).await;
+    other.bump(&ns, &["items"]).await.expect("bump");
+    eventually("the push drops the copy", async || {
+        read(&cache, &db).await == 2
+    })
+    .await;
+
+    // This instance's own write drops its copy before `invalidate` returns.
+    db.store(3, Ordering::SeqCst);
+    cache.invalidate(&["items"]).await;
+    assert_eq!(read(&cache, &db).await, 3);
+}
+
+/// Mechanism: failing closed. While the push channel is cut, no copy is served (the
+/// reads fall through to Redis, cut too, and to the database); once it is back, every
+/// copy from before is dropped, since what was pushed meanwhile was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_are_not_served_while_the_push_is_down_nor_after_it() {
+    let Some(_alone) = begin().await else { return };
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.port).await;
+    let ns = format!("near-{}", cache_suite::unique_suffix());
+    let cache = Cache::with_shared_backend(settings(&ns), backend(&proxy.url()).await)
+        .expect("a near cache");
+    let db = Arc::new(AtomicI64::new(1));
+    eventually("the push channel connects", async || {
+        read(&cache, &db).await;
+        cache.entry_count() == Some(1)
+    })
+    .await;
+
+    // Cut: the subscription's connection closes. Another instance's write meanwhile is
+    // never pushed here.
+    proxy.cut(true);
+    db.store(2, Ordering::SeqCst);
+    let other = backend(&server.url()).await;
+    other.bump(&ns, &["items"]).await.expect("bump");
+    eventually("the cut is noticed", async || read(&cache, &db).await == 2).await;
+    for _ in 0..20 {
+        assert_eq!(read(&cache, &db).await, 2, "no copy is served while cut");
+    }
+
+    // Back: the copy of 1 is still in memory, and no push told it is stale.
+    // Back: the copy of 1 is still in memory, and no push said it is stale.
+    proxy.up();
+    eventually("reads are hits again", async || {
+        let before = cache.stats().loads;
+        for _ in 0..10 {
+            read(&cache, &db).await;
+        }
+        cache.stats().loads == before
+    })
+    .await;
+    assert_eq!(
+        read(&cache, &db).await,
+        2,
+        "a copy from before the cut was served"
+    );
+    assert!(cache.stats().backend_errors > 0, "the cut was felt");
+}
+
+/// Mechanism: the lease. A push connection that stalls without closing (the server
+/// stopped) is noticed by the heartbeat, and copies stop being served within the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_push_channel_stops_copies_within_the_lease() {
+    let Some(_alone) = begin().await else { return };
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.port).await;
+    let ns = format!("near-{}", cache_suite::unique_suffix());
+    let cache = Cache::with_shared_backend(settings(&ns), backend(&proxy.url()).await)
+        .expect("a near cache");
+    let db = Arc::new(AtomicI64::new(1));
+    eventually("the push channel connects", async || {
+        read(&cache, &db).await;
+        cache.entry_count() == Some(1)
+    })
+    .await;
+    // Every byte now takes 2 s each way: pushes and heartbeats are late, not lost.
+    proxy.delay(Duration::from_secs(2));
+    db.store(2, Ordering::SeqCst);
+    let other = backend(&server.url()).await;
+    other.bump(&ns, &["items"]).await.expect("bump");
+    // The lease is 500 ms; the heartbeat's PING times out after 250 ms.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        read(&cache, &db).await,
+        2,
+        "a copy was served past its lease"
+    );
+}
+
+/// A near cache needs a backend that pushes; asking one that does not is an error, not a
+/// strict cache in disguise.
+#[tokio::test]
+async fn a_backend_without_push_is_refused() {
+    let backend = cache_runtime::backend::SharedMemoryBackend::new(1000);
+    match Cache::with_shared_backend(settings("near-refused"), backend) {
+        Err(SettingsError::NearCacheUnavailable(why)) => {
+            assert!(why.contains("push"), "{why}");
+        }
+        other => panic!("expected NearCacheUnavailable, got {other:?}"),
+    }
+}
