@@ -72,7 +72,7 @@ async fn reads_on(server: &Server) -> u64 {
             .any(|c| l.starts_with(c))
         })
         .filter_map(|l| {
-            l.split(|c| c == ':' || c == ',')
+            l.split([':', ','])
                 .find_map(|kv| kv.strip_prefix("calls="))
                 .and_then(|n| n.parse::<u64>().ok())
         })
