@@ -174,6 +174,7 @@ mod round_trip {
                 0u32..=1000,
                 proptest::option::of("redis://[a-z0-9.]{1,12}:[0-9]{1,5}"),
             ),
+            (any::<bool>(), duration()),
         )
             .prop_map(
                 |(
