@@ -189,6 +189,8 @@ async fn redis_cluster() {
         idle_after: None,
         write_at: &[],
         timeout: Duration::from_millis(250),
+        near: false,
+        window: false,
     })
     .await;
     let versions_master = cluster.master_of(&format!("{{{}}}:v", run.namespace));

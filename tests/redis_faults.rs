@@ -40,6 +40,8 @@ fn config(url: &str) -> RunConfig<'_> {
         idle_after: None,
         write_at: &[],
         timeout: TIMEOUT,
+        near: false,
+        window: false,
     }
 }
 

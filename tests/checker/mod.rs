@@ -90,6 +90,13 @@ fn published(mark: &Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the Unix epoch: the one clock the processes share.
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 fn publish(mark: &Path, n: i64) {
     let tmp = mark.with_extension("tmp");
     std::fs::write(&tmp, n.to_string()).expect("write the mark");
@@ -122,8 +129,15 @@ fn checker_child() {
         };
         let settings = Settings {
             namespace: env("CHECKER_NS"),
+            near_cache: std::env::var("CHECKER_NEAR").is_ok(),
             ..Settings::default()
         };
+        // The window measurement: the writer writes every 1 ms and notes when each write
+        // returned; readers read one key as fast as they can and note when they first saw
+        // each value.
+        let window = std::env::var("CHECKER_WINDOW").is_ok();
+        let mut times: Vec<(i64, u128)> = Vec::new();
+        let mut seen = 0_i64;
         let cache = Cache::with_shared_backend(settings, backend).expect("valid settings");
         let pool = cache_suite::open_sqlite(Path::new(&env("CHECKER_DB")), 2).await;
         let mark = PathBuf::from(env("CHECKER_MARK"));
@@ -153,7 +167,12 @@ fn checker_child() {
                 };
                 if due {
                     match increment(&cache, &pool).await {
-                        Ok(n) => publish(&mark, n),
+                        Ok(n) => {
+                            publish(&mark, n);
+                            if window {
+                                times.push((n, now_ns()));
+                            }
+                        }
                         Err(e) => {
                             eprintln!("writer: {e}");
                             failed += 1;
@@ -161,12 +180,22 @@ fn checker_child() {
                     }
                     ops += 1;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let pause = if window { 1 } else { 100 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             } else {
                 let floor = published(&mark);
                 let late = start.elapsed() + LATE > run_for;
                 let hits = cache.stats().hits;
-                match counter(&cache, &pool, slot(ops, &mut random)).await {
+                let key = if window { 0 } else { slot(ops, &mut random) };
+                let read = counter(&cache, &pool, key).await;
+                if let (true, Ok(n)) = (window, &read)
+                    && *n > seen
+                {
+                    let at = now_ns();
+                    times.extend((seen + 1..=*n).map(|i| (i, at)));
+                    seen = *n;
+                }
+                match read {
                     Ok(n) if n < floor => stale += 1,
                     Ok(_) => {
                         if late && cache.stats().hits > hits {
@@ -179,8 +208,18 @@ fn checker_child() {
                     }
                 }
                 ops += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                if window {
+                    // Let the push subscription (on this runtime) run between reads.
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
             }
+        }
+        if window {
+            let lines: String = times.iter().map(|(n, at)| format!("{n} {at}\n")).collect();
+            let file = mark.with_extension(format!("{role}-{}", std::process::id()));
+            std::fs::write(file, lines).expect("write the times");
         }
         let stats = cache.stats();
         format!(
@@ -239,6 +278,10 @@ pub struct RunConfig<'a> {
     /// The writer writes only at these times, if not empty.
     pub write_at: &'a [Duration],
     pub timeout: Duration,
+    /// The caches are near caches (`Settings::near_cache`).
+    pub near: bool,
+    /// Measure the window (see [`Run::finish_window`]) instead of the usual mix.
+    pub window: bool,
 }
 
 impl Run {
@@ -275,6 +318,12 @@ impl Run {
                 if config.cluster {
                     cmd.env("CHECKER_CLUSTER", "1");
                 }
+                if config.near {
+                    cmd.env("CHECKER_NEAR", "1");
+                }
+                if config.window {
+                    cmd.env("CHECKER_WINDOW", "1");
+                }
                 if !config.write_at.is_empty() {
                     let plan: Vec<String> = config.write_at.iter().map(|d| ms(*d)).collect();
                     cmd.env("CHECKER_WRITE_AT_MS", plan.join(","));
@@ -288,6 +337,61 @@ impl Run {
             _db: db,
             mark,
         }
+    }
+
+    /// [`Run::finish`] for a run with `window`, and for each write the writer completed
+    /// (but the last 100 ms of them, which a reader may not have read again), how long
+    /// after it returned the slowest reader first read its value: the longest another
+    /// instance may have served the value before it. `None` for a write some reader never
+    /// saw.
+    pub fn finish_window(self, scenario: &str) -> (Report, Vec<Option<Duration>>) {
+        let (mark, dir) = (self.mark.clone(), self.mark.parent().map(Path::to_owned));
+        let report = self.finish(scenario);
+        let stem = mark
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("a mark name")
+            .to_owned();
+        let mut writes = Vec::new();
+        let mut readers: Vec<std::collections::HashMap<i64, u128>> = Vec::new();
+        for entry in std::fs::read_dir(dir.expect("a directory")).expect("list the times") {
+            let path = entry.expect("an entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let Some(rest) = name.strip_prefix(&format!("{stem}.")) else {
+                continue;
+            };
+            let times: Vec<(i64, u128)> = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let (n, at) = l.split_once(' ')?;
+                    Some((n.parse().ok()?, at.parse().ok()?))
+                })
+                .collect();
+            if rest.starts_with("writer-") {
+                writes = times;
+            } else if rest.starts_with("reader-") {
+                readers.push(times.into_iter().collect());
+            } else {
+                continue;
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let last = writes.iter().map(|(_, at)| *at).max().unwrap_or(0);
+        let windows = writes
+            .iter()
+            .filter(|(_, at)| *at + 100_000_000 < last)
+            .map(|(n, at)| {
+                let mut worst = Duration::ZERO;
+                for reader in &readers {
+                    let seen = reader.get(n)?;
+                    let late = seen.saturating_sub(*at);
+                    worst = worst.max(Duration::from_nanos(u64::try_from(late).unwrap_or(u64::MAX)));
+                }
+                Some(worst)
+            })
+            .collect();
+        (report, windows)
     }
 
     /// Waits for every child and sums what they report; prints one line for `scenario`.
