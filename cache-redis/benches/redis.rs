@@ -7,7 +7,8 @@
 //! `backend_*` rows are the backend alone (its timeout and backoff around the same
 //! commands). A last `interleaved` line alternates the cache hit, the raw GET and the raw
 //! MGET in rounds and prints the median ratios: on a shared machine whose load drifts, that
-//! ratio is the figure to quote.
+//! ratio is the figure to quote. `near_hit` is the same read through a near cache
+//! (`Settings::near_cache`): an in-process copy, no round trip.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -62,6 +63,40 @@ fn bench_redis_hit(c: &mut Criterion) {
             .expect("connection");
         (cache, backend, key, remote, manager, multiplexed)
     });
+    // The near cache (`Settings::near_cache`): the same entry, copied in process. Its push
+    // subscription runs on a runtime of its own, so it stays live between measurements.
+    let near_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let near = {
+        let _inside = near_rt.enter();
+        let settings = Settings {
+            namespace: format!("{namespace}-near"),
+            near_cache: true,
+            ..Settings::default()
+        };
+        Cache::with_shared_backend(settings, backend.clone()).expect("a near cache")
+    };
+    let near_key = near.key(&FIND, &42_i64).expect("key");
+    rt.block_on(async {
+        // Copied once the subscription is confirmed.
+        while near.entry_count() != Some(1) {
+            let found = near
+                .get_or_load(near_key, &["users"], Ttl::Forever, || async {
+                    Ok::<_, Infallible>(row(42))
+                })
+                .await;
+            black_box(found.expect("infallible"));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let near_hit = || {
+        near.get_or_load(near_key, &["users"], Ttl::Forever, || async {
+            Ok::<_, Infallible>(row(0))
+        })
+    };
     let bytes = rt
         .block_on(backend.get(&remote))
         .expect("GET")
@@ -80,6 +115,17 @@ fn bench_redis_hit(c: &mut Criterion) {
                         })
                         .await;
                     black_box(found.expect("infallible"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("near_hit", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(near_hit().await.expect("infallible"));
                 }
                 start.elapsed()
             })
@@ -171,7 +217,13 @@ fn bench_redis_hit(c: &mut Criterion) {
         const ROUNDS: usize = 40;
         const OPS: u32 = 500;
         let (mut hit, mut raw, mut mget) = (Vec::new(), Vec::new(), Vec::new());
+        let mut near_hits = Vec::new();
         for _ in 0..ROUNDS {
+            let start = Instant::now();
+            for _ in 0..OPS {
+                black_box(near_hit().await.expect("infallible"));
+            }
+            near_hits.push(start.elapsed() / OPS);
             let start = Instant::now();
             for _ in 0..OPS {
                 let found = cache
@@ -209,6 +261,12 @@ fn bench_redis_hit(c: &mut Criterion) {
             v[v.len() / 2]
         };
         let (hit, raw, mget) = (median(&mut hit), median(&mut raw), median(&mut mget));
+        let near_hit = median(&mut near_hits);
+        println!(
+            "interleaved, median of {ROUNDS} rounds of {OPS}: near cache hit {near_hit:?}, \
+             Redis cache hit {hit:?}: the near hit is {:.0}x faster",
+            hit.as_secs_f64() / near_hit.as_secs_f64()
+        );
         println!(
             "interleaved, median of {ROUNDS} rounds of {OPS}: cache hit {hit:?}, raw GET {raw:?} \
              (ratio {:.2}), raw MGET of entry + version {mget:?} (cache hit / MGET {:.2})",
@@ -223,6 +281,13 @@ fn bench_redis_hit(c: &mut Criterion) {
         stats.hits, stats.misses, stats.backend_errors
     );
     assert_eq!(stats.misses, 1, "every benchmarked read was a hit");
+    let near_stats = near.stats();
+    println!(
+        "near cache: {} hits, {} misses, {} copies",
+        near_stats.hits,
+        near_stats.misses,
+        near.entry_count().unwrap_or(0)
+    );
     rt.block_on(backend.clear_prefix(&format!("{namespace}:")))
         .expect("clean up");
 }
