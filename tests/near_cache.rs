@@ -260,7 +260,11 @@ async fn near_window_two_processes() {
         let missed = windows.iter().filter(|w| w.is_none()).count();
         let windows: Vec<Duration> = windows.into_iter().flatten().collect();
         assert_eq!(missed, 0, "{mode}: writes the reader never saw");
-        assert!(windows.len() >= 1000, "{mode}: only {} writes", windows.len());
+        assert!(
+            windows.len() >= 1000,
+            "{mode}: only {} writes",
+            windows.len()
+        );
         let (p50, p99, max) = summary(&windows);
         println!(
             "{mode} cache: {} writes; another process first read each write's value \
@@ -272,10 +276,16 @@ async fn near_window_two_processes() {
             report.reader_hits
         );
         assert_eq!(report.failed, 0);
-        assert!(max < 1000.0, "{mode}: a write took {max} ms to reach the other process");
+        assert!(
+            max < 1000.0,
+            "{mode}: a write took {max} ms to reach the other process"
+        );
         if !near {
             assert_eq!(report.stale, 0, "strict mode serves no stale read");
         }
-        assert!(report.reader_hits > 1000, "{mode}: the reader was served by the cache");
+        assert!(
+            report.reader_hits > 1000,
+            "{mode}: the reader was served by the cache"
+        );
     }
 }

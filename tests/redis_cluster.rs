@@ -178,9 +178,88 @@ async fn redis_cluster() {
     assert_eq!(counter(&a, &pool, 7).await.unwrap(), 1);
     assert_eq!(a.stats().hits, 1, "A is served B's new entry");
 
+    // A near cache: in-process copies, invalidated by what any node publishes (the
+    // subscription is on one node, the versions hash on whichever master owns its slot).
+    let near_settings = Settings {
+        namespace: conformance::unique_namespace("cluster-near"),
+        near_cache: true,
+        ..Settings::default()
+    };
+    let near = Cache::with_shared_backend(near_settings.clone(), connect(&urls).await)
+        .expect("a near cache on a Cluster");
+    let other = Cache::with_shared_backend(
+        Settings {
+            near_cache: false,
+            ..near_settings.clone()
+        },
+        connect(&urls).await,
+    )
+    .expect("a strict cache");
+    let (_near_db, near_pool) = counter_db().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while near.entry_count() != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the near cache never copied an entry"
+        );
+        counter(&near, &near_pool, 1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another instance's write, as another process makes it: the database, then a bump
+    // through its own backend (no in-process registry involved).
+    sqlx::query("UPDATE counter SET n = 5 WHERE id = 1")
+        .execute(&near_pool)
+        .await
+        .unwrap();
+    let foreign = connect(&urls).await;
+    cache_runtime::backend::SharedBackend::bump(&foreign, &near_settings.namespace, &["counter"])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while counter(&near, &near_pool, 1).await.unwrap() != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the Cluster's push never reached the near cache"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop((near, other));
+
+    // The near cache's window on the Cluster layout, two processes.
+    let joined = urls.join(",");
+    let run = Run::start(RunConfig {
+        url: &joined,
+        cluster: true,
+        readers: 1,
+        run_for: Duration::from_secs(5),
+        idle_after: None,
+        write_at: &[],
+        timeout: Duration::from_millis(250),
+        near: true,
+        window: true,
+    })
+    .await;
+    let (report, windows) = run.finish_window("Cluster near window");
+    let seen: Vec<Duration> = windows.iter().flatten().copied().collect();
+    assert_eq!(seen.len(), windows.len(), "writes the reader never saw");
+    assert!(seen.len() > 500, "only {} writes", seen.len());
+    let max = seen.iter().max().copied().unwrap_or_default();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    println!(
+        "Cluster near cache: {} writes; first read by the other process p50 {:?}, p99 {:?}, \
+         max {max:?} after each returned; {} stale reads in {} reads",
+        sorted.len(),
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() * 99 / 100],
+        report.stale,
+        report.ops
+    );
+    assert!(max < Duration::from_secs(1));
+    assert_eq!(report.failed, 0);
+
     // The checker while the master holding the namespace's versions fails over to its
     // replica (which may have missed the last writes: replication is asynchronous).
-    let joined = urls.join(",");
     let run = Run::start(RunConfig {
         url: &joined,
         cluster: true,

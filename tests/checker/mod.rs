@@ -356,7 +356,10 @@ impl Run {
         let mut readers: Vec<std::collections::HashMap<i64, u128>> = Vec::new();
         for entry in std::fs::read_dir(dir.expect("a directory")).expect("list the times") {
             let path = entry.expect("an entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             let Some(rest) = name.strip_prefix(&format!("{stem}.")) else {
                 continue;
             };
@@ -386,7 +389,9 @@ impl Run {
                 for reader in &readers {
                     let seen = reader.get(n)?;
                     let late = seen.saturating_sub(*at);
-                    worst = worst.max(Duration::from_nanos(u64::try_from(late).unwrap_or(u64::MAX)));
+                    worst = worst.max(Duration::from_nanos(
+                        u64::try_from(late).unwrap_or(u64::MAX),
+                    ));
                 }
                 Some(worst)
             })
