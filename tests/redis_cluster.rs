@@ -1,8 +1,10 @@
 //! The Redis backend on a real Redis Cluster the test starts: 3 masters and 3 replicas of
 //! `redis-server --cluster-enabled yes` on loopback ports, slots assigned by
 //! `redis-cli --cluster create`. It runs the backend conformance suite, two caches sharing
-//! entries and invalidations, and the multi-process freshness checker (`tests/checker`)
-//! through the failover of the master that holds the namespace's versions.
+//! entries and invalidations, a near cache fed by the Cluster's pushes (and its window,
+//! measured with two processes), and the multi-process freshness checker
+//! (`tests/checker`) through the failover of the master that holds the namespace's
+//! versions.
 //!
 //! Needs `redis-server` and `redis-cli` on the `PATH` and `REDIS_URL` set (the switch every
 //! Redis test uses); without them it skips, except under `CI=true`.
