@@ -88,6 +88,7 @@ async fn session(
                 None => return true,
             },
             _ = heartbeat.tick() => {
+                let sent = std::time::Instant::now();
                 if !matches!(
                     tokio::time::timeout(patience, commands.ping::<redis::Value>()).await,
                     Ok(Ok(_))
@@ -100,7 +101,7 @@ async fn session(
                         return false;
                     }
                 }
-                if !sink.caught_up() {
+                if !sink.caught_up(sent) {
                     return false;
                 }
             }

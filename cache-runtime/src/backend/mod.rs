@@ -154,7 +154,7 @@ pub trait SharedBackend: Backend {
     ///   been lost; reconnect by itself, then call `connected` again;
     /// - every [`heartbeat`](InvalidationSink::heartbeat), prove the channel is caught up
     ///   (a round trip behind which every earlier bump has been delivered) and call
-    ///   [`caught_up`](InvalidationSink::caught_up).
+    ///   [`caught_up`](InvalidationSink::caught_up) with the instant it was sent.
     ///
     /// The default has no push: a near cache cannot be built on the backend.
     ///
@@ -204,11 +204,11 @@ impl InvalidationSink {
         self.with(|t| t.disconnected())
     }
 
-    /// Every bump made before the heartbeat that proves this was sent has been delivered:
-    /// copies may be served for the cache's `near_lease` from now. `false` once the cache
-    /// is gone.
-    pub fn caught_up(&self) -> bool {
-        self.with(|t| t.caught_up())
+    /// Every bump made before `as_of` (when the heartbeat that proves it was sent) has
+    /// been delivered: copies may be served until `as_of` plus the cache's `near_lease`.
+    /// `false` once the cache is gone.
+    pub fn caught_up(&self, as_of: std::time::Instant) -> bool {
+        self.with(|t| t.caught_up(as_of))
     }
 
     /// How often the backend should prove it is caught up.

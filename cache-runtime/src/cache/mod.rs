@@ -100,7 +100,7 @@ impl Cache {
         if !settings.near_cache {
             return Ok(Cache::build(settings, AnyStore::Shared(store)));
         }
-        let heartbeat = settings.near_lease / 5;
+        let heartbeat = (settings.near_lease / 5).max(std::time::Duration::from_millis(1));
         let namespace = settings.namespace.clone();
         let inner = Arc::new(Inner {
             store: AnyStore::Near(NearStore::new(&settings, store)),
@@ -417,9 +417,9 @@ impl PushTarget for Inner {
         }
     }
 
-    fn caught_up(&self) {
+    fn caught_up(&self, as_of: std::time::Instant) {
         if let AnyStore::Near(near) = &self.store {
-            near.caught_up();
+            near.caught_up(as_of);
         }
     }
 }

@@ -300,7 +300,7 @@ pub(crate) trait PushTarget: Send + Sync {
     fn pushed(&self, tables: &[&str]);
     fn connected(&self);
     fn disconnected(&self);
-    fn caught_up(&self);
+    fn caught_up(&self, as_of: std::time::Instant);
 }
 
 /// Hands one call to the store of the cache's mode.

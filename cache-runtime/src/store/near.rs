@@ -47,9 +47,10 @@ impl Push {
             && self.nanos(Instant::now()) < self.live_until.load(Ordering::Acquire)
     }
 
-    fn renew(&self) {
+    /// Copies may be served until `from` plus the lease.
+    fn renew(&self, from: Instant) {
         let until = self
-            .nanos(Instant::now())
+            .nanos(from)
             .saturating_add(u64::try_from(self.lease.as_nanos()).unwrap_or(u64::MAX));
         self.live_until.fetch_max(until, Ordering::AcqRel);
     }
@@ -83,7 +84,7 @@ impl NearStore {
     /// missed one, so they all go.
     pub(crate) fn connected(&self) {
         self.local.clear_now();
-        self.push.renew();
+        self.push.renew(Instant::now());
         self.push.up.store(true, Ordering::Release);
         tracing::debug!(target: "cache_runtime", "near cache: invalidation push connected");
     }
@@ -96,8 +97,9 @@ impl NearStore {
         }
     }
 
-    pub(crate) fn caught_up(&self) {
-        self.push.renew();
+    /// Every invalidation published before `as_of` has been handled.
+    pub(crate) fn caught_up(&self, as_of: Instant) {
+        self.push.renew(as_of);
     }
 }
 
