@@ -201,6 +201,8 @@ async fn every_call_is_a_tracing_event() {
     // Global: a scoped subscriber misses events while other tests' threads register the
     // same call sites. The other tests call other functions, and are filtered out below.
     tracing::subscriber::set_global_default(Collect(events.clone())).expect("the only one");
+    // The other tests write `users`, which every cache of the process invalidates.
+    let _serial = cache_suite::one_at_a_time().await;
     let (pool, _db) = database().await;
     let cache = Cache::new(Settings::default()).expect("settings");
     traced_name(&pool, &cache, 1).await.expect("query");
