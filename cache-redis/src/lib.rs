@@ -244,6 +244,7 @@ struct Health {
 }
 
 struct Scripts {
+    release: Script,
     hit: Script,
     versions: Script,
     store: Script,
@@ -422,6 +423,14 @@ redis.pcall('PUBLISH', ARGV[#ARGV], table.concat(message))
 return 1
 ";
 
+/// `release`: deletes the lease KEYS[1] if ARGV[1] (the holder's token) still holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+";
+
 /// `pop`: the keys the tracking set KEYS[1] holds, deleting the set.
 const POP: &str = r"
 local keys = redis.pcall('ZRANGE', KEYS[1], 0, -1)
@@ -583,6 +592,7 @@ impl RedisBackend {
                     failures: AtomicU64::new(0),
                 },
                 scripts: Scripts {
+                    release: Script::new(RELEASE),
                     hit: script(HIT),
                     versions: script(VERSIONS),
                     store: script(STORE),
@@ -807,6 +817,11 @@ fn encode_table(table: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `ns:<hex>:lease`: an entry's fill lease (entry keys end in their 64 hex digits).
+fn lease_key(entry: &str) -> String {
+    format!("{entry}:lease")
 }
 
 /// `{ns}:epoch`: in the namespace's Cluster slot (the namespace has no braces: Settings
@@ -1133,6 +1148,38 @@ impl SharedBackend for RedisBackend {
                 .arg(tracking_key(namespace, table))
                 .query_async::<usize>(&mut conn)
                 .await
+        })
+        .await
+    }
+
+    /// `SET <key>:lease <token> NX PX <ttl>`: the lease is a key of its own next to the
+    /// entry (in no slot of the namespace's), gone by itself after `ttl`.
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<u64>, BackendError> {
+        let token = fresh_version(0);
+        let name = lease_key(key);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .run("SET NX (lease)", false, |mut conn| async move {
+                redis::cmd("SET")
+                    .arg(&name)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(set.map(|_| token))
+    }
+
+    /// Deletes the lease if `token` still holds it (a script: compare, then delete).
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), BackendError> {
+        let name = lease_key(key);
+        self.run("release script", false, |mut conn| async move {
+            let mut call = self.inner.scripts.release.prepare_invoke();
+            call.key(name).arg(token);
+            call.invoke_async::<()>(&mut conn).await
         })
         .await
     }

@@ -100,6 +100,12 @@ pub struct Settings {
     /// without closing cannot leave them served for longer. Default 500 ms. Not zero.
     #[serde(with = "duration")]
     pub near_lease: Duration,
+    /// With a shared backend (Redis): one instance of the fleet loads a missing key while
+    /// the others wait for its fill (a lease per key in the backend, held at most
+    /// `max_load_wait`), as callers of one process already share one load. An expiry
+    /// storm then costs one query, not one per instance. Each miss pays a lease round
+    /// trip. Default `true`.
+    pub shared_single_flight: bool,
 }
 
 impl Default for Settings {
@@ -121,6 +127,7 @@ impl Default for Settings {
             redis_url: None,
             near_cache: false,
             near_lease: Duration::from_millis(500),
+            shared_single_flight: true,
         }
     }
 }

@@ -57,6 +57,7 @@ fields!(
     redis_url,
     near_cache,
     near_lease,
+    shared_single_flight,
 );
 
 impl Settings {

@@ -56,6 +56,10 @@ pub struct Stats {
     /// in between: a cached value that was wrong. Each is logged (`warn`) with the function,
     /// the key and the tables.
     pub freshness_mismatches: u64,
+    /// Misses that waited for another instance's load of the same key (a shared
+    /// backend's lease, `Settings::shared_single_flight`) and were served its fill. Also
+    /// counted in `coalesced`.
+    pub lease_waits: u64,
 }
 
 impl Stats {
@@ -87,9 +91,10 @@ pub(crate) enum Counter {
     Oversized,
     FreshnessChecks,
     FreshnessMismatches,
+    LeaseWaits,
 }
 
-const COUNTERS: usize = 15;
+const COUNTERS: usize = 16;
 /// Threads that get a stripe of their own (per cache), the first this many to count
 /// anything in this process.
 pub(crate) const OWNED: usize = 32;
@@ -178,6 +183,7 @@ impl Counters {
             oversized: get(Counter::Oversized),
             freshness_checks: get(Counter::FreshnessChecks),
             freshness_mismatches: get(Counter::FreshnessMismatches),
+            lease_waits: get(Counter::LeaseWaits),
             // Counted by the tables themselves (`Cache::stats` fills it in).
             tables_forgotten: 0,
         }

@@ -142,6 +142,23 @@ pub trait SharedBackend: Backend {
     /// How many keys `table` tracks for invalidation.
     async fn tracked(&self, namespace: &str, table: &str) -> Result<usize, BackendError>;
 
+    /// Takes the fill lease of the entry `key` for `ttl`, so that one instance of the
+    /// fleet loads an entry that is missing while the others wait for its fill:
+    /// `Ok(Some(token))` when the caller may load (and releases with
+    /// [`release_lease`](SharedBackend::release_lease)), `Ok(None)` when another caller
+    /// holds it. A lease only spares queries: the entry its holder stores is checked like
+    /// any other. The default grants every lease: each instance loads on its own.
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<u64>, BackendError> {
+        let _ = (key, ttl);
+        Ok(Some(0))
+    }
+
+    /// Releases the lease of `key` if `token` still holds it.
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), BackendError> {
+        let _ = (key, token);
+        Ok(())
+    }
+
     /// Starts pushing to `sink` every invalidation of `namespace` that any process makes
     /// (every [`bump`](SharedBackend::bump), this process's included), for a near cache
     /// ([`Settings::near_cache`](crate::Settings::near_cache)), until

@@ -14,7 +14,7 @@ use crate::key::Key;
 use crate::observe::{self, Outcome};
 use crate::output::LoadOutput;
 use crate::stats::Counter;
-use crate::store::Captured;
+use crate::store::{Captured, Lease, LeaseGuard};
 
 impl Cache {
     /// Everything but a hit that needs no waiting: a remote lookup, then the load; or the
@@ -149,12 +149,31 @@ impl Cache {
             }
             match core.flights.join_or_lead(key, &captured.versions, max_wait) {
                 Role::Leader(guard) => {
+                    // Across the fleet: one instance loads a missing key, the others wait
+                    // for its fill.
+                    let lease = match store.lease(core, &key).await {
+                        Lease::Held(lease) => Some(lease),
+                        Lease::Free => None,
+                        Lease::Busy => match self.wait_fill::<O::Value>(&key, tables).await {
+                            Fill::Found(value) => {
+                                guard.finish(State::Done(Arc::new(value.clone())));
+                                counters.bump(Counter::Coalesced);
+                                counters.bump(Counter::LeaseWaits);
+                                return (O::from_value(value), Outcome::Coalesced);
+                            }
+                            Fill::Lead(lease) => lease,
+                        },
+                    };
                     counters.bump(Counter::Loads);
                     let output = core.flights.lead(key, loader()).await;
                     let output = match output.into_value() {
                         Ok(value) => {
                             let shared: Shared = Arc::new(value.clone());
                             store.store(core, key, tables, &captured, ttl, &value).await;
+                            // Stored: the instances waiting on the lease find the entry.
+                            if let Some(lease) = lease {
+                                lease.release().await;
+                            }
                             guard.finish(State::Done(shared));
                             O::from_value(value)
                         }
@@ -215,6 +234,35 @@ impl Cache {
         }
     }
 
+    /// Waits for another instance's load of `key` (it holds the key's lease): polls for
+    /// the entry it stores, and takes the lease if it comes free first (its holder failed,
+    /// or stored nothing). After `max_load_wait`, loads without it.
+    async fn wait_fill<V: crate::CacheValue>(&self, key: &Key, tables: &[&str]) -> Fill<V> {
+        let (core, store) = (&self.inner.core, &self.inner.store);
+        let deadline = Instant::now().checked_add(core.settings.max_load_wait);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+            if let Some(value) = store.fill::<V>(core, key, tables).await {
+                return Fill::Found(value);
+            }
+            match store.lease(core, key).await {
+                Lease::Held(lease) => return Fill::Lead(Some(lease)),
+                Lease::Free => return Fill::Lead(None),
+                Lease::Busy => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                core.counters.bump(Counter::LoadWaitTimeouts);
+                tracing::warn!(target: "cache_runtime", key = %key,
+                    max_load_wait = ?core.settings.max_load_wait,
+                    "another instance's load of this key took longer than max_load_wait; \
+                     running the query instead of waiting for it");
+                return Fill::Lead(None);
+            }
+        }
+    }
+
     /// Captures the versions anew (after a wait), then [`Cache::run_alone`].
     async fn load_alone<O, F, Fut>(&self, key: Key, tables: &[&str], ttl: Ttl, loader: F) -> O
     where
@@ -250,6 +298,14 @@ impl Cache {
             Err(output) => output,
         }
     }
+}
+
+/// What waiting for another instance's fill ended with.
+enum Fill<V> {
+    /// Its entry.
+    Found(V),
+    /// No entry, but the lease (if any) is this instance's: it loads.
+    Lead(Option<LeaseGuard>),
 }
 
 /// How long a freshness check waits before it trusts a difference: a write that committed

@@ -29,7 +29,7 @@ pub(crate) use map::{ClockMap, ENTRY_OVERHEAD};
 pub(crate) use memory::MemoryStore;
 pub(crate) use near::NearStore;
 pub(crate) use plain::PlainStore;
-pub(crate) use shared::SharedStore;
+pub(crate) use shared::{Lease, LeaseGuard, SharedStore};
 
 use crate::envelope;
 use crate::flight::Flights;
@@ -332,6 +332,33 @@ impl AnyStore {
 
     pub(crate) async fn capture(&self, core: &Core, tables: &[&str]) -> Captured {
         each!(self, s => s.capture(core, tables).await)
+    }
+
+    /// The fleet-wide lease of a missing key (`Settings::shared_single_flight`): only a
+    /// shared backend has one.
+    pub(crate) async fn lease(&self, core: &Core, key: &Key) -> Lease {
+        match self {
+            AnyStore::Shared(s) => s.lease(core, key).await,
+            AnyStore::Near(n) => n.shared().lease(core, key).await,
+            AnyStore::Memory(_) | AnyStore::Plain(_) => Lease::Free,
+        }
+    }
+
+    /// The entry another instance's load stored, if it is there (and current) yet.
+    pub(crate) async fn fill<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+    ) -> Option<V> {
+        match self {
+            AnyStore::Shared(s) => s
+                .lookup_expiring(core, key, tables, false)
+                .await
+                .map(|(value, _)| value),
+            AnyStore::Near(n) => n.lookup_counted(core, key, tables, false).await,
+            AnyStore::Memory(_) | AnyStore::Plain(_) => None,
+        }
     }
 
     pub(crate) async fn store<V: CacheValue>(

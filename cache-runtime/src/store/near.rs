@@ -75,6 +75,29 @@ impl NearStore {
         &self.shared
     }
 
+    /// [`Store::lookup`]; `count`: as a hit of its own (not a wait for another instance's
+    /// fill).
+    pub(crate) async fn lookup_counted<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+        count: bool,
+    ) -> Option<V> {
+        // Before the backend is read: an invalidation pushed meanwhile makes the copy stale.
+        let local = Captured::known(self.local.versions(tables));
+        let (value, expires_at) = self
+            .shared
+            .lookup_expiring::<V>(core, key, tables, count)
+            .await?;
+        if self.push.live() {
+            self.local
+                .store(core, *key, tables, &local, copy_ttl(expires_at), &value)
+                .await;
+        }
+        Some(value)
+    }
+
     /// Another process (or this one) invalidated `tables`.
     pub(crate) fn pushed(&self, tables: &[&str]) {
         self.local.drop_tables(tables);
@@ -121,15 +144,7 @@ impl Store for NearStore {
     }
 
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
-        // Before the backend is read: an invalidation pushed meanwhile makes the copy stale.
-        let local = Captured::known(self.local.versions(tables));
-        let (value, expires_at) = self.shared.lookup_expiring::<V>(core, key, tables).await?;
-        if self.push.live() {
-            self.local
-                .store(core, *key, tables, &local, copy_ttl(expires_at), &value)
-                .await;
-        }
-        Some(value)
+        self.lookup_counted(core, key, tables, true).await
     }
 
     async fn capture(&self, core: &Core, tables: &[&str]) -> Captured {

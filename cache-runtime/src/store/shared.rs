@@ -22,6 +22,50 @@ use crate::{CacheValue, Ttl};
 /// backoff decides when an attempt reaches the server.
 pub(crate) const RETRY_EVERY: Duration = Duration::from_millis(100);
 
+/// The longest a fill lease is held: a holder that dies stops holding it by then.
+const MAX_LEASE: Duration = Duration::from_secs(60);
+
+/// Whether this instance may load a missing key.
+pub(crate) enum Lease {
+    /// This instance holds the key's lease: it loads, then releases it.
+    Held(LeaseGuard),
+    /// Another instance is loading the key: wait for its fill.
+    Busy,
+    /// No lease to take (none kept, or the backend failed): load.
+    Free,
+}
+
+/// A held lease, released when dropped, however the load ended (a value, an error, a
+/// panic, a dropped future): another instance need not wait for it to expire.
+pub(crate) struct LeaseGuard(Option<HeldLease>);
+
+struct HeldLease {
+    backend: Arc<dyn SharedBackend>,
+    name: String,
+    token: u64,
+}
+
+impl LeaseGuard {
+    /// Releases now (after the entry was stored, so waiters find it).
+    pub(crate) async fn release(mut self) {
+        if let Some(held) = self.0.take() {
+            let _ = held.backend.release_lease(&held.name, held.token).await;
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let (Some(held), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = held.backend.release_lease(&held.name, held.token).await;
+        });
+    }
+}
+
 pub(crate) struct SharedStore {
     backend: Arc<dyn SharedBackend>,
     /// Tables whose invalidation the backend has not taken yet.
@@ -145,11 +189,13 @@ impl SharedStore {
 
     /// [`Store::lookup`], with the entry's expiry (Unix milliseconds, `None`: none) for a
     /// near cache's in-process copy.
+    /// `count`: a read of its own (a hit), not a wait for another instance's fill.
     pub(crate) async fn lookup_expiring<V: CacheValue>(
         &self,
         core: &Core,
         key: &Key,
         tables: &[&str],
+        count: bool,
     ) -> Option<(V, Option<u64>)> {
         if !self.deliver_pending(core).await {
             return None;
@@ -170,7 +216,9 @@ impl SharedStore {
         let fault = match decode::<V>(core, key, &bytes) {
             Ok(env) => match self.tags_current(core, &env.tags, tables, &versions).await {
                 Ok(true) => {
-                    core.counters.bump(Counter::Hits);
+                    if count {
+                        core.counters.bump(Counter::Hits);
+                    }
                     return Some((env.value, env.expires_at));
                 }
                 Ok(false) => Fault::Counted(Counter::Stale),
@@ -235,6 +283,31 @@ impl SharedStore {
         }
     }
 
+    /// The fill lease of `key` (`Settings::shared_single_flight`); a backend failure is
+    /// `Free`: the caller loads, as it would without leases.
+    pub(crate) async fn lease(&self, core: &Core, key: &Key) -> Lease {
+        if !core.settings.shared_single_flight {
+            return Lease::Free;
+        }
+        let name = core.remote_key(key);
+        match self
+            .backend
+            .try_lease(&name, core.settings.max_load_wait.min(MAX_LEASE))
+            .await
+        {
+            Ok(Some(token)) => Lease::Held(LeaseGuard(Some(HeldLease {
+                backend: Arc::clone(&self.backend),
+                name,
+                token,
+            }))),
+            Ok(None) => Lease::Busy,
+            Err(e) => {
+                core.backend_error("lease", &e);
+                Lease::Free
+            }
+        }
+    }
+
     pub(crate) fn backend(&self) -> &dyn SharedBackend {
         &*self.backend
     }
@@ -246,7 +319,7 @@ impl Store for SharedStore {
     }
 
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
-        self.lookup_expiring(core, key, tables)
+        self.lookup_expiring(core, key, tables, true)
             .await
             .map(|(value, _)| value)
     }
