@@ -187,9 +187,37 @@ async fn the_freshness_sampler_finds_a_write_that_bypassed_invalidation() {
         .expect("counted");
     assert_eq!(function.freshness_mismatches, 1);
 
-    // Repaired: the entry now holds the fresh value (a second check finds no difference).
+    // Repaired: the mismatch invalidated `users`, so the next call is a miss.
+    let loads = cache.stats().loads;
     let name = user_name(&pool, &cache, 1).await.expect("query");
     assert_eq!(name.as_deref(), Some("eve"));
+    assert_eq!(cache.stats().loads, loads + 1);
+    assert_eq!(cache.stats().freshness_mismatches, 1);
+}
+
+/// Mechanism: a mismatch invalidates, so it repairs even a value that cannot be stored
+/// (`None` with `cache_none` off, after a delete behind the cache's back).
+#[tokio::test]
+async fn a_mismatch_repairs_even_what_cannot_be_stored() {
+    let _serial = cache_suite::one_at_a_time().await;
+    let (pool, _db) = database().await;
+    let settings = Settings {
+        freshness_sample: 1.0,
+        cache_none: false,
+        ..Settings::default()
+    };
+    let cache = Cache::new(settings).expect("settings");
+    user_name(&pool, &cache, 2).await.expect("query");
+    sqlx::query("DELETE FROM users WHERE id = 2")
+        .execute(&pool)
+        .await
+        .expect("delete");
+    assert_eq!(user_name(&pool, &cache, 2).await.expect("query"), None);
+    assert_eq!(cache.stats().freshness_mismatches, 1);
+    // The entry of `bob` is gone: this call is a miss, not another sampled hit of it.
+    let checks = cache.stats().freshness_checks;
+    assert_eq!(user_name(&pool, &cache, 2).await.expect("query"), None);
+    assert_eq!(cache.stats().freshness_checks, checks);
     assert_eq!(cache.stats().freshness_mismatches, 1);
 }
 
@@ -283,4 +311,38 @@ impl tracing::Subscriber for Collect {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Mechanism: the sampler's 100 ms settle uses the cache's own timer thread, so a runtime
+/// built without `enable_time` (as the crate's examples build theirs) does not panic.
+#[test]
+fn the_sampler_needs_no_runtime_timer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static SCOPE: cache_runtime::KeyScope = cache_runtime::KeyScope::new("observe::no_timer");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime without timers");
+    let db = Arc::new(AtomicI64::new(1));
+    runtime.block_on(async {
+        let settings = Settings {
+            freshness_sample: 1.0,
+            ..Settings::default()
+        };
+        let cache = Cache::new(settings).expect("settings");
+        let key = cache.key(&SCOPE, &0_i64).expect("a key");
+        let read = || {
+            let db = Arc::clone(&db);
+            cache.get_or_load(
+                key,
+                &["no_timer"],
+                cache_runtime::Ttl::Forever,
+                move || async move { Ok::<_, std::io::Error>(db.load(Ordering::SeqCst)) },
+            )
+        };
+        assert_eq!(read().await.expect("read"), 1);
+        db.store(2, Ordering::SeqCst); // behind the cache's back
+        assert_eq!(read().await.expect("read"), 2);
+        assert_eq!(cache.stats().freshness_mismatches, 1);
+    });
 }

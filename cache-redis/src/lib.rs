@@ -245,6 +245,8 @@ struct Health {
 
 struct Scripts {
     release: Script,
+    renew: Script,
+    heartbeat: Script,
     hit: Script,
     versions: Script,
     store: Script,
@@ -431,6 +433,22 @@ end
 return 1
 ";
 
+/// `renew`: extends the lease KEYS[1] to ARGV[2] ms if ARGV[1] still holds it; 1 if so.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// `heartbeat`: publishes ARGV[2] on ARGV[1] from the slot of KEYS[1] (the namespace's
+/// epoch key, not read): where the bump scripts run and publish.
+const HEARTBEAT: &str = r"
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+";
+
 /// `pop`: the keys the tracking set KEYS[1] holds, deleting the set.
 const POP: &str = r"
 local keys = redis.pcall('ZRANGE', KEYS[1], 0, -1)
@@ -593,6 +611,8 @@ impl RedisBackend {
                 },
                 scripts: Scripts {
                     release: Script::new(RELEASE),
+                    renew: Script::new(RENEW),
+                    heartbeat: Script::new(HEARTBEAT),
                     hit: script(HIT),
                     versions: script(VERSIONS),
                     store: script(STORE),
@@ -925,11 +945,35 @@ impl Backend for RedisBackend {
                 self.clear_matching(master.as_ref(), pattern).await?;
             }
         }
+        // Near caches drop every copy: a clear is no bump of any table.
+        if let Some(namespace) = prefix.strip_suffix(':') {
+            self.run("PUBLISH (reset)", false, |mut conn| async move {
+                redis::cmd("PUBLISH")
+                    .arg(push::channel(namespace))
+                    .arg(push::RESET)
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await?;
+        }
         Ok(())
     }
 }
 
 impl RedisBackend {
+    /// Publishes a near cache's heartbeat the way bumps publish (see [`push`]).
+    async fn publish_heartbeat(&self, namespace: &str, nonce: u64) -> Result<(), BackendError> {
+        let payload = [push::HEARTBEAT, nonce.to_string().as_bytes()].concat();
+        self.run("heartbeat script", false, |mut conn| async move {
+            let mut call = self.inner.scripts.heartbeat.prepare_invoke();
+            call.key(epoch_key(namespace))
+                .arg(push::channel(namespace))
+                .arg(payload);
+            call.invoke_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
     /// `SCAN MATCH pattern` on one server (`None`: the only one) and deletes what it finds.
     async fn clear_matching(
         &self,
@@ -1188,12 +1232,23 @@ impl SharedBackend for RedisBackend {
     /// (see [`push`]), on a connection of its own, from a task on the current Tokio
     /// runtime.
     fn subscribe(&self, namespace: &str, sink: InvalidationSink) -> Result<(), BackendError> {
-        push::subscribe(
-            self.inner.pubsub.clone(),
-            push::channel(namespace),
-            sink,
-            self.inner.options.timeout,
-        )
+        push::subscribe(self.clone(), namespace.to_owned(), sink)
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let name = lease_key(key);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run("renew script", false, |mut conn| async move {
+            let mut call = self.inner.scripts.renew.prepare_invoke();
+            call.key(name).arg(token).arg(ms);
+            call.invoke_async::<bool>(&mut conn).await
+        })
+        .await
     }
 }
 

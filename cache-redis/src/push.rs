@@ -4,15 +4,18 @@
 //!
 //! The task keeps the sink's contract: `connected` once `SUBSCRIBE` is confirmed (from
 //! then on every publish reaches this connection), `disconnected` as soon as the
-//! connection fails, and `caught_up` after each heartbeat `PING`. Redis answers a
-//! connection's commands and delivers its messages in order, so every message published
-//! before the `PONG` has been delivered, and handed to the sink, when the `PONG` arrives.
+//! connection fails or a heartbeat is late, and `caught_up` when a heartbeat it published
+//! the way bumps are published comes back (see [`session`]).
 
 use std::time::Duration;
 
+use std::time::Instant;
+
 use cache_runtime::backend::{BackendError, InvalidationSink};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use redis::Client;
+
+use crate::RedisBackend;
 
 /// How long the task waits between failed attempts to subscribe.
 const RETRY: Duration = Duration::from_millis(200);
@@ -24,26 +27,26 @@ pub(crate) fn channel(namespace: &str) -> String {
 }
 
 pub(crate) fn subscribe(
-    clients: Vec<Client>,
-    channel: String,
+    backend: RedisBackend,
+    namespace: String,
     sink: InvalidationSink,
-    timeout: Duration,
 ) -> Result<(), BackendError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         BackendError::new("a near cache subscribes to Redis from inside a Tokio runtime")
     })?;
-    if clients.is_empty() {
+    if backend.inner.pubsub.is_empty() {
         return Err(BackendError::new("no Redis node to subscribe to"));
     }
-    runtime.spawn(listen(clients, channel, sink, timeout));
+    runtime.spawn(listen(backend, namespace, sink));
     Ok(())
 }
 
 /// Subscribes, and subscribes again (to the next node of a Cluster) whenever the
-/// connection fails, until the cache is gone.
-async fn listen(clients: Vec<Client>, channel: String, sink: InvalidationSink, timeout: Duration) {
+/// subscription fails or falls behind, until the cache is gone.
+async fn listen(backend: RedisBackend, namespace: String, sink: InvalidationSink) {
+    let clients = backend.inner.pubsub.clone();
     for client in clients.iter().cycle() {
-        if !session(client, &channel, &sink, timeout).await {
+        if !session(&backend, client, &namespace, &sink).await {
             return;
         }
         if !sink.disconnected() {
@@ -53,13 +56,41 @@ async fn listen(clients: Vec<Client>, channel: String, sink: InvalidationSink, t
     }
 }
 
-/// One subscription, until its connection fails (`true`) or the cache is gone (`false`).
+/// What one message on the channel says.
+enum Message {
+    /// These tables were invalidated.
+    Tables(Vec<String>),
+    /// A heartbeat, with its nonce.
+    Heartbeat(u64),
+    /// Everything was cleared (or the message is not ours): drop every copy.
+    Reset,
+}
+
+fn classify(payload: &[u8]) -> Message {
+    if let Some(nonce) = payload.strip_prefix(HEARTBEAT) {
+        return std::str::from_utf8(nonce)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .map_or(Message::Reset, Message::Heartbeat);
+    }
+    parse(payload).map_or(Message::Reset, Message::Tables)
+}
+
+/// One subscription, until its connection fails or a heartbeat is late (`true`), or the
+/// cache is gone (`false`).
+///
+/// The heartbeat is a publish by a script on the namespace's slot, where every bump script
+/// runs and publishes: Redis (and a Cluster's bus, link by link) delivers one publisher's
+/// messages in order, so when the heartbeat arrives here every bump published before it
+/// was sent has been handled. A `PING` to the subscribed node would prove nothing about a
+/// Cluster's other nodes.
 async fn session(
+    backend: &RedisBackend,
     client: &Client,
-    channel: &str,
+    namespace: &str,
     sink: &InvalidationSink,
-    timeout: Duration,
 ) -> bool {
+    let timeout = backend.inner.options.timeout;
     // Connecting may take longer than an operation's timeout, never for ever.
     let patience = timeout.max(Duration::from_secs(1));
     let Ok(Ok(pubsub)) = tokio::time::timeout(patience, client.get_async_pubsub()).await else {
@@ -67,7 +98,7 @@ async fn session(
     };
     let (mut commands, mut messages) = pubsub.split();
     if !matches!(
-        tokio::time::timeout(patience, commands.subscribe(channel)).await,
+        tokio::time::timeout(patience, commands.subscribe(channel(namespace))).await,
         Ok(Ok(()))
     ) {
         return true;
@@ -77,49 +108,56 @@ async fn session(
     }
     let mut heartbeat = tokio::time::interval(sink.heartbeat());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The heartbeat in flight: its nonce, and when it was sent.
+    let mut pending: Option<(u64, Instant)> = None;
+    let mut nonce = 0_u64;
     loop {
         tokio::select! {
-            message = messages.next() => match message {
-                Some(message) => {
-                    if !deliver(sink, message.get_payload_bytes()) {
-                        return false;
+            message = messages.next() => {
+                let Some(message) = message else { return true };
+                let live = match classify(message.get_payload_bytes()) {
+                    Message::Tables(tables) => {
+                        let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+                        sink.invalidated(&tables)
                     }
-                }
-                None => return true,
-            },
-            _ = heartbeat.tick() => {
-                let sent = std::time::Instant::now();
-                if !matches!(
-                    tokio::time::timeout(patience, commands.ping::<redis::Value>()).await,
-                    Ok(Ok(_))
-                ) {
-                    return true;
-                }
-                // Everything published before the PONG is queued on `messages` by now.
-                while let Some(Some(message)) = messages.next().now_or_never() {
-                    if !deliver(sink, message.get_payload_bytes()) {
-                        return false;
-                    }
-                }
-                if !sink.caught_up(sent) {
+                    Message::Heartbeat(n) => match pending {
+                        Some((sent_nonce, sent)) if sent_nonce == n => {
+                            pending = None;
+                            sink.caught_up(sent)
+                        }
+                        // Another instance's heartbeat: proves nothing about ours.
+                        _ => true,
+                    },
+                    Message::Reset => sink.connected(),
+                };
+                if !live {
                     return false;
+                }
+            }
+            _ = heartbeat.tick() => {
+                match pending {
+                    // Late: the subscription, or the bus to it, is behind. Start over.
+                    Some((_, sent)) if sent.elapsed() > patience => return true,
+                    Some(_) => {}
+                    None => {
+                        nonce = nonce.wrapping_add(1);
+                        let id = (u64::from(std::process::id()) << 32) ^ nonce;
+                        let sent = Instant::now();
+                        // A failed publish proves nothing: the lease runs out unrenewed.
+                        if backend.publish_heartbeat(namespace, id).await.is_ok() {
+                            pending = Some((id, sent));
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// Hands one message's tables to the sink; one that does not parse (another program's
-/// publish on the channel) drops every copy, as a reconnection does.
-fn deliver(sink: &InvalidationSink, payload: &[u8]) -> bool {
-    match parse(payload) {
-        Some(tables) => {
-            let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
-            sink.invalidated(&tables)
-        }
-        None => sink.connected(),
-    }
-}
+/// The payload prefix of a heartbeat (a table list starts with a digit).
+pub(crate) const HEARTBEAT: &[u8] = b"!hb:";
+/// The payload of a reset: every copy goes (`Cache::clear`).
+pub(crate) const RESET: &str = "!reset";
 
 /// `<length>:<name>` repeated, as the bump script writes it.
 fn parse(mut payload: &[u8]) -> Option<Vec<String>> {
@@ -138,6 +176,16 @@ fn parse(mut payload: &[u8]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::parse;
+
+    #[test]
+    fn heartbeats_and_resets_are_told_apart_from_tables() {
+        use super::{Message, classify};
+        assert!(matches!(classify(b"!hb:42"), Message::Heartbeat(42)));
+        assert!(matches!(classify(b"!hb:x"), Message::Reset));
+        assert!(matches!(classify(b"!reset"), Message::Reset));
+        assert!(matches!(classify(b"5:users"), Message::Tables(t) if t == ["users"]));
+        assert!(matches!(classify(b"hello"), Message::Reset));
+    }
 
     #[test]
     fn messages_read_back_whole_whatever_the_names() {

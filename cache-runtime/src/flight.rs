@@ -168,6 +168,20 @@ impl Flights {
     }
 }
 
+/// Returns at `deadline`, woken by the timer thread below: no runtime timer needed.
+pub(crate) async fn sleep_until(deadline: Instant) {
+    let mut timer = Timer::default();
+    std::future::poll_fn(|cx| {
+        if Instant::now() >= deadline {
+            std::task::Poll::Ready(())
+        } else {
+            timer.arm(deadline, cx.waker());
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
 /// Wakes a waiter at its deadline, from one timer thread shared by every cache: no async
 /// runtime timer is needed (a runtime built without `enable_time` still works). Dropping
 /// the timer (the wait ended) takes its entry out.

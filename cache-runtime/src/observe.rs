@@ -231,7 +231,8 @@ pub struct FunctionStats {
     pub expired: u64,
     /// Calls that did not use the cache.
     pub bypassed: u64,
-    /// Total time spent in misses and bypasses, loads included, in microseconds.
+    /// Total time of the calls that ran their query (misses and bypasses), in
+    /// microseconds.
     pub load_micros: u64,
     /// Hits re-checked against the database by the freshness sampler.
     pub freshness_checks: u64,
@@ -495,7 +496,9 @@ pub(crate) fn record_call(
     started: Instant,
 ) {
     let spent = started.elapsed();
-    functions_count(functions, key, outcome, Some(spent));
+    // Only calls that ran their query count as load time.
+    let load = (outcome != Outcome::Hit).then_some(spent);
+    functions_count(functions, key, outcome, load);
     crate::metrics::loaded(key, outcome, spent);
     served(outcome);
     if tracing::enabled!(target: "cache_runtime::call", tracing::Level::DEBUG) {

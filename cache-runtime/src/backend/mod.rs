@@ -153,6 +153,19 @@ pub trait SharedBackend: Backend {
         Ok(Some(0))
     }
 
+    /// Extends the lease of `key` to `ttl` from now if `token` still holds it; `false`
+    /// when it no longer does. The holder renews while its load runs, so a lease can be
+    /// short and still outlast a slow query, and a holder that dies stops holding it soon.
+    async fn renew_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let _ = (key, token, ttl);
+        Ok(true)
+    }
+
     /// Releases the lease of `key` if `token` still holds it.
     async fn release_lease(&self, key: &str, token: u64) -> Result<(), BackendError> {
         let _ = (key, token);
@@ -170,8 +183,9 @@ pub trait SharedBackend: Backend {
     ///   [`disconnected`](InvalidationSink::disconnected) as soon as deliveries may have
     ///   been lost; reconnect by itself, then call `connected` again;
     /// - every [`heartbeat`](InvalidationSink::heartbeat), prove the channel is caught up
-    ///   (a round trip behind which every earlier bump has been delivered) and call
-    ///   [`caught_up`](InvalidationSink::caught_up) with the instant it was sent.
+    ///   (a message sent the way bumps are, behind which every earlier bump has been
+    ///   delivered) and call [`caught_up`](InvalidationSink::caught_up) with the instant
+    ///   it was sent.
     ///
     /// The default has no push: a near cache cannot be built on the backend.
     ///

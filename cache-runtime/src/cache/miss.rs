@@ -52,13 +52,22 @@ impl Cache {
                 return output;
             }
         };
-        if sampled && let Some(cached) = store.hit::<O::Value>(core, &key) {
-            return self.verify(key, tables, ttl, cached, loader, started).await;
-        }
-        if let Some(value) = store.lookup::<O::Value>(core, &key, tables).await {
-            if core.sample != 0 && observe::sample_due(core.sample) {
-                return self.verify(key, tables, ttl, value, loader, started).await;
+        // A sampled read (`Settings::freshness_sample`): the in-memory path marked it, or
+        // one remote read in the fraction. Versions are captured before the cached value is
+        // read, so a write that lands after it shows as a version change, not a mismatch.
+        let remote = !matches!(store, crate::store::AnyStore::Memory(_));
+        if sampled || (remote && core.sample != 0 && observe::sample_due(core.sample)) {
+            let before = store.capture(core, tables).await;
+            let cached = match store.hit::<O::Value>(core, &key) {
+                Some(cached) => Some(cached),
+                None => store.lookup::<O::Value>(core, &key, tables).await,
+            };
+            if let Some(cached) = cached {
+                return self
+                    .verify(key, tables, cached, &before, loader, started)
+                    .await;
             }
+        } else if let Some(value) = store.lookup::<O::Value>(core, &key, tables).await {
             observe::record_call(&core.functions, Some(&key), Outcome::Hit, started);
             return O::from_value(value);
         }
@@ -73,17 +82,19 @@ impl Cache {
     }
 
     /// A sampled hit (`Settings::freshness_sample`): runs the query, compares its value
-    /// with `cached`, and returns the fresh one. A difference is a mismatch only if the
-    /// tables' versions are still those captured before the query, 100 ms later (a write
-    /// that committed before the query but had not invalidated yet has by then); a
-    /// mismatch is counted, logged, and repairs the entry. A failing query returns the
-    /// cached value: the check never breaks a call.
+    /// with `cached` (read after `before` was captured), and returns the fresh one. A
+    /// difference is a mismatch only if the tables' versions (shared, and a near cache's
+    /// in-process ones) are still `before` 100 ms later: a write that committed before the
+    /// query but had not invalidated yet has by then. A mismatch is counted, logged, and
+    /// invalidates the entry's tables (a write bypassed invalidation: their other entries
+    /// are suspect too). A failing query returns the cached value: the check never breaks
+    /// a call.
     async fn verify<O, F, Fut>(
         &self,
         key: Key,
         tables: &[&str],
-        ttl: Ttl,
         cached: O::Value,
+        before: &Captured,
         loader: F,
         started: Instant,
     ) -> O
@@ -93,7 +104,6 @@ impl Cache {
         Fut: Future<Output = O>,
     {
         let (core, store) = (&self.inner.core, &self.inner.store);
-        let captured = store.capture(core, tables).await;
         let fresh = match loader().await.into_value() {
             Ok(fresh) => fresh,
             Err(_) => {
@@ -102,10 +112,10 @@ impl Cache {
             }
         };
         let mismatch = match observe::same_value(&cached, &fresh) {
-            Some(false) if !captured.unknown => {
-                tokio::time::sleep(SETTLE).await;
+            Some(false) if !before.unknown => {
+                crate::flight::sleep_until(Instant::now() + SETTLE).await;
                 let now = store.capture(core, tables).await;
-                !now.unknown && now.versions == captured.versions
+                !now.unknown && now.versions == before.versions && now.local == before.local
             }
             _ => false,
         };
@@ -119,9 +129,9 @@ impl Cache {
                     "freshness mismatch: a cached value differed from the database with no \
                      write to its tables since; a write bypasses invalidation (another \
                      program, raw SQL without #[invalidates]) or a table is missing from the \
-                     read's tables");
+                     read's tables; its tables are invalidated");
             }
-            store.store(core, key, tables, &captured, ttl, &fresh).await;
+            self.invalidate(tables).await;
         }
         observe::record_call(&core.functions, Some(&key), Outcome::Hit, started);
         O::from_value(fresh)
@@ -164,6 +174,19 @@ impl Cache {
                             Fill::Lead(lease) => lease,
                         },
                     };
+                    // The instance that held the lease before may have stored the entry
+                    // and released it between this one's lookup and its lease.
+                    if lease.is_some()
+                        && let Some(value) = store.fill::<O::Value>(core, &key, tables).await
+                    {
+                        if let Some(lease) = lease {
+                            lease.release().await;
+                        }
+                        guard.finish(State::Done(Arc::new(value.clone())));
+                        counters.bump(Counter::Coalesced);
+                        counters.bump(Counter::LeaseWaits);
+                        return (O::from_value(value), Outcome::Coalesced);
+                    }
                     counters.bump(Counter::Loads);
                     let output = core.flights.lead(key, loader()).await;
                     let output = match output.into_value() {
@@ -242,7 +265,7 @@ impl Cache {
         let deadline = Instant::now().checked_add(core.settings.max_load_wait);
         let mut pause = Duration::from_millis(1);
         loop {
-            tokio::time::sleep(pause).await;
+            crate::flight::sleep_until(Instant::now() + pause).await;
             pause = (pause * 2).min(Duration::from_millis(10));
             if let Some(value) = store.fill::<V>(core, key, tables).await {
                 return Fill::Found(value);

@@ -497,8 +497,10 @@ impl Fault {
         backend: &dyn crate::backend::Backend,
         name: String,
     ) {
-        self.count(&core.counters);
         core.delete_remote(backend, &[name]).await;
+        // After the await: the reason is noted for this task's call, which reads it in
+        // this same poll (`observe::take_discard`).
+        self.count(&core.counters);
     }
 }
 

@@ -22,8 +22,9 @@ use crate::{CacheValue, Ttl};
 /// backoff decides when an attempt reaches the server.
 pub(crate) const RETRY_EVERY: Duration = Duration::from_millis(100);
 
-/// The longest a fill lease is held: a holder that dies stops holding it by then.
-const MAX_LEASE: Duration = Duration::from_secs(60);
+/// A fill lease's time to live, renewed every third of it while the load runs: a holder
+/// that dies (or loses the backend) stops holding it within this.
+const LEASE_TTL: Duration = Duration::from_secs(2);
 
 /// Whether this instance may load a missing key.
 pub(crate) enum Lease {
@@ -43,12 +44,23 @@ struct HeldLease {
     backend: Arc<dyn SharedBackend>,
     name: String,
     token: u64,
+    /// Renews the lease while the load runs; aborted when it is released.
+    renewal: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HeldLease {
+    fn stop_renewing(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+    }
 }
 
 impl LeaseGuard {
     /// Releases now (after the entry was stored, so waiters find it).
     pub(crate) async fn release(mut self) {
-        if let Some(held) = self.0.take() {
+        if let Some(mut held) = self.0.take() {
+            held.stop_renewing();
             let _ = held.backend.release_lease(&held.name, held.token).await;
         }
     }
@@ -56,8 +68,11 @@ impl LeaseGuard {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        let (Some(held), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
-        else {
+        let Some(mut held) = self.0.take() else {
+            return;
+        };
+        held.stop_renewing();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         runtime.spawn(async move {
@@ -290,16 +305,30 @@ impl SharedStore {
             return Lease::Free;
         }
         let name = core.remote_key(key);
-        match self
-            .backend
-            .try_lease(&name, core.settings.max_load_wait.min(MAX_LEASE))
-            .await
-        {
-            Ok(Some(token)) => Lease::Held(LeaseGuard(Some(HeldLease {
-                backend: Arc::clone(&self.backend),
-                name,
-                token,
-            }))),
+        let ttl = core.settings.max_load_wait.min(LEASE_TTL);
+        match self.backend.try_lease(&name, ttl).await {
+            Ok(Some(token)) => {
+                let backend = Arc::clone(&self.backend);
+                let renewal = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+                    let (backend, name) = (Arc::clone(&backend), name.clone());
+                    runtime.spawn(async move {
+                        loop {
+                            crate::flight::sleep_until(std::time::Instant::now() + ttl / 3).await;
+                            match backend.renew_lease(&name, token, ttl).await {
+                                Ok(true) => {}
+                                // Lost (expired, or taken over): nothing left to renew.
+                                Ok(false) | Err(_) => return,
+                            }
+                        }
+                    })
+                });
+                Lease::Held(LeaseGuard(Some(HeldLease {
+                    backend,
+                    name,
+                    token,
+                    renewal,
+                })))
+            }
             Ok(None) => Lease::Busy,
             Err(e) => {
                 core.backend_error("lease", &e);
