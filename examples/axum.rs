@@ -330,9 +330,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
         .parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // The URL without its password.
+    let cache = match settings.redis_url.as_deref() {
+        Some(url) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            }
+            _ => url.to_owned(),
+        },
+        None => "in memory".to_owned(),
+    };
     println!(
-        "listening on http://{addr} (cache: {}; database: {})",
-        settings.redis_url.as_deref().unwrap_or("in memory"),
+        "listening on http://{addr} (cache: {cache}; database: {})",
         database.display()
     );
     println!(

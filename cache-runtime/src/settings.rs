@@ -97,7 +97,8 @@ pub struct Settings {
     pub near_cache: bool,
     /// How long after the push channel last proved it was caught up (a heartbeat every
     /// fifth of this) in-process copies may be served: a push connection that stalls
-    /// without closing cannot leave them served for longer. Default 500 ms. Not zero.
+    /// without closing cannot leave them served for longer. Default 500 ms; between 1 ms
+    /// and 1 minute.
     #[serde(with = "duration")]
     pub near_lease: Duration,
     /// With a shared backend (Redis): one instance of the fleet loads a missing key while
@@ -107,6 +108,9 @@ pub struct Settings {
     /// trip. Default `true`.
     pub shared_single_flight: bool,
 }
+
+/// The longest `near_lease`: it bounds how long a stalled push leaves copies served.
+const MAX_NEAR_LEASE: Duration = Duration::from_secs(60);
 
 impl Default for Settings {
     fn default() -> Settings {
@@ -213,8 +217,8 @@ pub enum SettingsError {
     DefaultTtlCachesNothing(crate::Ttl),
     /// `freshness_sample` is not a fraction between 0 and 1.
     InvalidFreshnessSample(String),
-    /// `near_lease` is zero.
-    ZeroNearLease,
+    /// `near_lease` is under a millisecond, or over a minute.
+    NearLeaseOutOfRange(Duration),
     /// `near_cache` is on, but the cache has no shared backend, or its backend cannot push
     /// invalidations (the reason).
     NearCacheUnavailable(String),
@@ -270,9 +274,11 @@ impl fmt::Display for SettingsError {
                 "settings.freshness_sample {fraction} is not a fraction between 0 and 1: \
                  use 0.001 to re-check one hit in a thousand, or 0 to turn it off"
             ),
-            SettingsError::ZeroNearLease => f.write_str(
-                "settings.near_lease is 0: in-process copies could never be served; give it \
-                 a duration such as \"500ms\", or turn near_cache off",
+            SettingsError::NearLeaseOutOfRange(lease) => write!(
+                f,
+                "settings.near_lease {lease:?} is out of range: it bounds how long a stalled \
+                 invalidation push can leave in-process copies served, so it must be between \
+                 1 ms and 1 minute; give it a duration such as \"500ms\""
             ),
             SettingsError::NearCacheUnavailable(why) => write!(
                 f,
@@ -335,8 +341,8 @@ impl Settings {
         if caches_nothing {
             return Err(SettingsError::DefaultTtlCachesNothing(self.default_ttl));
         }
-        if self.near_lease.is_zero() {
-            return Err(SettingsError::ZeroNearLease);
+        if self.near_lease < Duration::from_millis(1) || self.near_lease > MAX_NEAR_LEASE {
+            return Err(SettingsError::NearLeaseOutOfRange(self.near_lease));
         }
         if !(0.0..=1.0).contains(&self.freshness_sample) {
             return Err(SettingsError::InvalidFreshnessSample(

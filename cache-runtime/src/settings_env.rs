@@ -107,6 +107,14 @@ impl Settings {
         prefix: &str,
         vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     ) -> Result<Settings, EnvError> {
+        if prefix.is_empty() {
+            return Err(EnvError {
+                variable: String::new(),
+                reason: "the prefix is empty: every variable of the environment would be \
+                         read as a setting; use one such as \"APP_CACHE_\""
+                    .to_owned(),
+            });
+        }
         let mut found: Vec<(String, String, String)> = Vec::new();
         for (name, value) in vars {
             let Some(name) = name.to_str() else { continue };
@@ -131,6 +139,16 @@ impl Settings {
         }
         // In name order: an error names the same variable whatever the environment's order.
         found.sort();
+        // `APP_MAX_ENTRIES` and `APP_max_entries` both name one field: which one wins
+        // would be an accident of sorting.
+        for pair in found.windows(2) {
+            if pair[0].1 == pair[1].1 {
+                return Err(EnvError {
+                    variable: pair[1].0.clone(),
+                    reason: format!("{} sets the same setting `{}`", pair[0].0, pair[0].1),
+                });
+            }
+        }
         for (variable, field, value) in found {
             let one = [(field.as_str(), Value(&value))];
             let parsed = Settings::deserialize(
@@ -198,12 +216,14 @@ impl<'de> Deserializer<'de> for Value<'_> {
             .and_then(|n| visitor.visit_f64(n))
     }
 
+    /// Text is trimmed like every other value: a stray newline from a secrets file is not
+    /// part of a URL.
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_str(self.0)
+        visitor.visit_str(self.0.trim())
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_str(self.0)
+        visitor.visit_str(self.0.trim())
     }
 
     /// An empty variable is `None`.
@@ -287,6 +307,20 @@ mod tests {
             .with_vars("APP_", vars(&[("APP_DEFAULT_TTL", "false")]))
             .unwrap();
         assert_eq!(bypass.default_ttl, Ttl::Bypass);
+    }
+
+    #[test]
+    fn an_empty_prefix_and_a_setting_set_twice_are_errors() {
+        assert!(Settings::from_env_vars("", &[]).is_err());
+        let twice = Settings::from_env_vars(
+            "APP_",
+            &[("APP_NEAR_CACHE", "false"), ("APP_near_cache", "true")],
+        )
+        .unwrap_err();
+        assert!(twice.reason.contains("near_cache"), "{twice}");
+        let url =
+            Settings::from_env_vars("APP_", &[("APP_REDIS_URL", " redis://h:6379\n")]).unwrap();
+        assert_eq!(url.redis_url.as_deref(), Some("redis://h:6379"));
     }
 
     #[test]
