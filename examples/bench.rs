@@ -626,8 +626,44 @@ fn redis(rt: &Runtime, notes: &mut Vec<String>) -> Vec<Measured> {
         .expect("GET")
         .expect("the entry was stored");
     println!("redis entry: {} bytes", bytes.len());
+    // A near cache over the same server: the entry copied in process. Its push subscription
+    // runs on a runtime of its own, so it stays live between samples.
+    let near_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let near = {
+        let _inside = near_rt.enter();
+        let settings = Settings {
+            namespace: format!("{namespace}-near"),
+            near_cache: true,
+            ..Settings::default()
+        };
+        Cache::with_shared_backend(settings, backend.clone()).expect("a near cache")
+    };
+    rt.block_on(async {
+        while near.entry_count() != Some(1) {
+            let key = near.key(&FIND, &ID).expect("key");
+            let found: Result<Row, Infallible> = near
+                .get_or_load(key, &["rows"], Ttl::Forever, || async { Ok(row(ID)) })
+                .await;
+            found.expect("infallible");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
     let before = cache.stats();
     let mut cases = vec![
+        Case::new(
+            "near cache hit (in-process copy of the Redis entry)",
+            timed_async(rt, || async {
+                let key = near.key(&FIND, &black_box(ID)).expect("key");
+                let found: Result<Row, Infallible> = near
+                    .get_or_load(key, &["rows"], Ttl::Forever, || async { Ok(row(0)) })
+                    .await;
+                found
+            }),
+        ),
         Case::new(
             "Redis backend hit (one MGET + decode)",
             timed_async(rt, || async {
