@@ -1196,6 +1196,10 @@ impl SharedBackend for RedisBackend {
         .await
     }
 
+    fn leases(&self) -> bool {
+        true
+    }
+
     /// `SET <key>:lease <token> NX PX <ttl>`: the lease is a key of its own next to the
     /// entry (in no slot of the namespace's), gone by itself after `ttl`.
     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<u64>, BackendError> {
@@ -1229,7 +1233,7 @@ impl SharedBackend for RedisBackend {
     }
 
     /// Subscribes to the namespace's channel, on which every bump publishes its tables
-    /// (see [`push`]), on a connection of its own, from a task on the current Tokio
+    /// (the `push` module), on a connection of its own, from a task on the current Tokio
     /// runtime.
     fn subscribe(&self, namespace: &str, sink: InvalidationSink) -> Result<(), BackendError> {
         push::subscribe(self.clone(), namespace.to_owned(), sink)

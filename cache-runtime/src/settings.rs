@@ -102,10 +102,12 @@ pub struct Settings {
     #[serde(with = "duration")]
     pub near_lease: Duration,
     /// With a shared backend (Redis): one instance of the fleet loads a missing key while
-    /// the others wait for its fill (a lease per key in the backend, held at most
-    /// `max_load_wait`), as callers of one process already share one load. An expiry
-    /// storm then costs one query, not one per instance. Each miss pays a lease round
-    /// trip. Default `true`.
+    /// the others wait for its fill, as callers of one process already share one load.
+    /// An expiry storm then costs one query, not one per instance. The lease is kept in
+    /// the backend (2 s, renewed while the load runs, never past `max_load_wait`); the
+    /// others wait at most half of `max_load_wait`, and load at once if the lease comes
+    /// free with no entry. A miss pays up to three more round trips (the lease, a check
+    /// for a fill that landed meanwhile, the release). Default `true`.
     pub shared_single_flight: bool,
 }
 

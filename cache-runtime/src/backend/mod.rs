@@ -142,6 +142,12 @@ pub trait SharedBackend: Backend {
     /// How many keys `table` tracks for invalidation.
     async fn tracked(&self, namespace: &str, table: &str) -> Result<usize, BackendError>;
 
+    /// Whether this backend keeps fill leases ([`try_lease`](SharedBackend::try_lease)):
+    /// without them (the default), each instance loads a missing key on its own.
+    fn leases(&self) -> bool {
+        false
+    }
+
     /// Takes the fill lease of the entry `key` for `ttl`, so that one instance of the
     /// fleet loads an entry that is missing while the others wait for its fill:
     /// `Ok(Some(token))` when the caller may load (and releases with

@@ -14,7 +14,7 @@ use crate::key::Key;
 use crate::observe::{self, Outcome};
 use crate::output::LoadOutput;
 use crate::stats::Counter;
-use crate::store::{Captured, Lease, LeaseGuard};
+use crate::store::{Captured, Lease};
 
 impl Cache {
     /// Everything but a hit that needs no waiting: a remote lookup, then the load; or the
@@ -73,6 +73,9 @@ impl Cache {
         }
         let discarded = discarded.or_else(observe::take_discard);
         let (output, outcome) = self.load(key, tables, ttl, loader).await;
+        // Entries another instance's fill discarded while this one waited say nothing of
+        // this call, nor of the next one on this thread.
+        let _ = observe::take_discard();
         let outcome = match (outcome, discarded) {
             (Outcome::Miss, Some(why)) => why,
             (outcome, _) => outcome,
@@ -171,7 +174,7 @@ impl Cache {
                                 counters.bump(Counter::LeaseWaits);
                                 return (O::from_value(value), Outcome::Coalesced);
                             }
-                            Fill::Lead(lease) => lease,
+                            Fill::Lead => None,
                         },
                     };
                     // The instance that held the lease before may have stored the entry
@@ -179,10 +182,10 @@ impl Cache {
                     if lease.is_some()
                         && let Some(value) = store.fill::<O::Value>(core, &key, tables).await
                     {
+                        guard.finish(State::Done(Arc::new(value.clone())));
                         if let Some(lease) = lease {
                             lease.release().await;
                         }
-                        guard.finish(State::Done(Arc::new(value.clone())));
                         counters.bump(Counter::Coalesced);
                         counters.bump(Counter::LeaseWaits);
                         return (O::from_value(value), Outcome::Coalesced);
@@ -193,11 +196,12 @@ impl Cache {
                         Ok(value) => {
                             let shared: Shared = Arc::new(value.clone());
                             store.store(core, key, tables, &captured, ttl, &value).await;
-                            // Stored: the instances waiting on the lease find the entry.
+                            // This process's waiters first; then the other instances', who
+                            // find the entry.
+                            guard.finish(State::Done(shared));
                             if let Some(lease) = lease {
                                 lease.release().await;
                             }
-                            guard.finish(State::Done(shared));
                             O::from_value(value)
                         }
                         Err(output) => {
@@ -258,30 +262,39 @@ impl Cache {
     }
 
     /// Waits for another instance's load of `key` (it holds the key's lease): polls for
-    /// the entry it stores, and takes the lease if it comes free first (its holder failed,
-    /// or stored nothing). After `max_load_wait`, loads without it.
+    /// the entry it stores. If the lease comes free with no entry (its holder failed, or
+    /// stored nothing: an error, a value too large, a write during its load), every
+    /// waiting instance loads at once rather than one after the other. After half of
+    /// `max_load_wait`, this caller loads too, with time left before its own process's
+    /// waiters give up on it.
     async fn wait_fill<V: crate::CacheValue>(&self, key: &Key, tables: &[&str]) -> Fill<V> {
         let (core, store) = (&self.inner.core, &self.inner.store);
-        let deadline = Instant::now().checked_add(core.settings.max_load_wait);
+        let deadline = Instant::now().checked_add(core.settings.max_load_wait / 2);
         let mut pause = Duration::from_millis(1);
         loop {
-            crate::flight::sleep_until(Instant::now() + pause).await;
+            let next = Instant::now() + pause;
+            crate::flight::sleep_until(deadline.map_or(next, |d| next.min(d))).await;
             pause = (pause * 2).min(Duration::from_millis(10));
             if let Some(value) = store.fill::<V>(core, key, tables).await {
                 return Fill::Found(value);
             }
             match store.lease(core, key).await {
-                Lease::Held(lease) => return Fill::Lead(Some(lease)),
-                Lease::Free => return Fill::Lead(None),
+                Lease::Held(lease) => {
+                    // Stored and released just now, perhaps.
+                    let found = store.fill::<V>(core, key, tables).await;
+                    lease.release().await;
+                    return found.map_or(Fill::Lead, Fill::Found);
+                }
+                Lease::Free => return Fill::Lead,
                 Lease::Busy => {}
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 core.counters.bump(Counter::LoadWaitTimeouts);
                 tracing::warn!(target: "cache_runtime", key = %key,
                     max_load_wait = ?core.settings.max_load_wait,
-                    "another instance's load of this key took longer than max_load_wait; \
-                     running the query instead of waiting for it");
-                return Fill::Lead(None);
+                    "another instance's load of this key took longer than half of \
+                     max_load_wait; running the query instead of waiting for it");
+                return Fill::Lead;
             }
         }
     }
@@ -327,8 +340,8 @@ impl Cache {
 enum Fill<V> {
     /// Its entry.
     Found(V),
-    /// No entry, but the lease (if any) is this instance's: it loads.
-    Lead(Option<LeaseGuard>),
+    /// No entry: this instance loads (without the lease).
+    Lead,
 }
 
 /// How long a freshness check waits before it trusts a difference: a write that committed

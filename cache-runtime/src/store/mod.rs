@@ -29,7 +29,7 @@ pub(crate) use map::{ClockMap, ENTRY_OVERHEAD};
 pub(crate) use memory::MemoryStore;
 pub(crate) use near::NearStore;
 pub(crate) use plain::PlainStore;
-pub(crate) use shared::{Lease, LeaseGuard, SharedStore};
+pub(crate) use shared::{Lease, SharedStore};
 
 use crate::envelope;
 use crate::flight::Flights;
