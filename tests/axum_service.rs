@@ -177,6 +177,8 @@ async fn drive(addr: std::net::SocketAddr) {
         "sqlx_cache_calls_total",
         "sqlx_cache_load_duration_seconds",
         "sqlx_cache_invalidations_total",
+        "sqlx_cache_lease_waits_total",
+        "sqlx_cache_entries",
     ] {
         assert!(body.contains(name), "{name} in\n{body}");
     }

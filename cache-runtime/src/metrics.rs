@@ -4,7 +4,7 @@
 //!
 //! | Name | Kind | Labels |
 //! |---|---|---|
-//! | `sqlx_cache_hits_total`, `_misses_total`, `_loads_total`, `_coalesced_total`, `_stale_total`, `_expired_total`, `_evictions_total`, `_backend_errors_total`, `_decode_errors_total`, `_freshness_checks_total`, `_freshness_mismatches_total` | counter | `namespace` |
+//! | `sqlx_cache_hits_total`, `_misses_total`, `_loads_total`, `_coalesced_total`, `_stale_total`, `_expired_total`, `_evictions_total`, `_backend_errors_total`, `_decode_errors_total`, `_freshness_checks_total`, `_freshness_mismatches_total`, `_lease_waits_total`, `_load_wait_timeouts_total`, `_oversized_total`, `_table_evictions_total`, `_tables_forgotten_total` | counter | `namespace` |
 //! | `sqlx_cache_entries`, `sqlx_cache_bytes` | gauge | `namespace` |
 //! | `sqlx_cache_calls_total` | counter | `namespace`, `function`, `outcome` |
 //! | `sqlx_cache_load_duration_seconds` | histogram | `function` |
@@ -127,6 +127,26 @@ const COUNTERS: &[(&str, &str)] = &[
         "sqlx_cache_freshness_mismatches_total",
         "Re-checked hits whose cached value was wrong.",
     ),
+    (
+        "sqlx_cache_lease_waits_total",
+        "Misses served by another instance's load of the same key.",
+    ),
+    (
+        "sqlx_cache_load_wait_timeouts_total",
+        "Callers that stopped waiting for another caller's load and ran their own query.",
+    ),
+    (
+        "sqlx_cache_oversized_total",
+        "Values not cached for their size.",
+    ),
+    (
+        "sqlx_cache_table_evictions_total",
+        "Keys dropped to keep a table within max_keys_per_table.",
+    ),
+    (
+        "sqlx_cache_tables_forgotten_total",
+        "Tables forgotten to stay within max_tables.",
+    ),
 ];
 
 #[cfg(feature = "metrics")]
@@ -160,6 +180,11 @@ impl Cache {
             s.decode_errors,
             s.freshness_checks,
             s.freshness_mismatches,
+            s.lease_waits,
+            s.load_wait_timeouts,
+            s.oversized,
+            s.table_evictions,
+            s.tables_forgotten,
         ];
         for ((name, _), value) in COUNTERS.iter().zip(values) {
             metrics::counter!(*name, "namespace" => namespace.clone()).absolute(value);
