@@ -91,15 +91,12 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     panic!("not within 3 s: {what}");
 }
 
-/// Mechanism: the in-process tier. Once a value is copied, hits make no Redis call; a
-/// bump by another instance reaches the copy by push.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hits_are_in_process_and_other_instances_writes_are_pushed() {
-    let Some(_alone) = begin().await else { return };
-    let server = Server::start(&[]);
+/// A near cache over `url` in a namespace of its own, its "database" at 1, once its push
+/// channel is connected and the value copied in process.
+async fn connected(url: &str) -> (String, Cache, Arc<AtomicI64>) {
     let ns = format!("near-{}", cache_suite::unique_suffix());
-    let cache = Cache::with_shared_backend(settings(&ns), backend(&server.url()).await)
-        .expect("a near cache");
+    let cache =
+        Cache::with_shared_backend(settings(&ns), backend(url).await).expect("a near cache");
     let db = Arc::new(AtomicI64::new(1));
     // Served from memory only once the subscription is confirmed.
     eventually("the push channel connects", async || {
@@ -107,6 +104,16 @@ async fn hits_are_in_process_and_other_instances_writes_are_pushed() {
         cache.entry_count() == Some(1)
     })
     .await;
+    (ns, cache, db)
+}
+
+/// Mechanism: the in-process tier. Once a value is copied, hits make no Redis call; a
+/// bump by another instance reaches the copy by push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_are_in_process_and_other_instances_writes_are_pushed() {
+    let Some(_alone) = begin().await else { return };
+    let server = Server::start(&[]);
+    let (ns, cache, db) = connected(&server.url()).await;
 
     let before = reads_on(&server).await;
     for _ in 0..100 {
@@ -137,15 +144,7 @@ async fn copies_are_not_served_while_the_push_is_down_nor_after_it() {
     let Some(_alone) = begin().await else { return };
     let server = Server::start(&[]);
     let proxy = Proxy::start(server.port).await;
-    let ns = format!("near-{}", cache_suite::unique_suffix());
-    let cache = Cache::with_shared_backend(settings(&ns), backend(&proxy.url()).await)
-        .expect("a near cache");
-    let db = Arc::new(AtomicI64::new(1));
-    eventually("the push channel connects", async || {
-        read(&cache, &db).await;
-        cache.entry_count() == Some(1)
-    })
-    .await;
+    let (ns, cache, db) = connected(&proxy.url()).await;
 
     // Cut: the subscription's connection closes. Another instance's write meanwhile is
     // never pushed here.
@@ -184,15 +183,7 @@ async fn a_stalled_push_channel_stops_copies_within_the_lease() {
     let Some(_alone) = begin().await else { return };
     let server = Server::start(&[]);
     let proxy = Proxy::start(server.port).await;
-    let ns = format!("near-{}", cache_suite::unique_suffix());
-    let cache = Cache::with_shared_backend(settings(&ns), backend(&proxy.url()).await)
-        .expect("a near cache");
-    let db = Arc::new(AtomicI64::new(1));
-    eventually("the push channel connects", async || {
-        read(&cache, &db).await;
-        cache.entry_count() == Some(1)
-    })
-    .await;
+    let (ns, cache, db) = connected(&proxy.url()).await;
     // Every byte now takes 2 s each way: pushes and heartbeats are late, not lost.
     proxy.delay(Duration::from_secs(2));
     db.store(2, Ordering::SeqCst);
