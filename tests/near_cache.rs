@@ -280,3 +280,25 @@ async fn near_window_two_processes() {
         );
     }
 }
+
+/// Mechanism: the subscription task ends with its cache, and closes its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_near_cache_unsubscribes() {
+    let Some(_alone) = begin().await else { return };
+    let server = Server::start(&[]);
+    let (ns, cache, _db) = connected(&server.url()).await;
+    let channel = format!("{{{ns}}}:invalidations");
+    let subscribers = async || {
+        let mut conn = server.conn().await;
+        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut conn)
+            .await
+            .expect("PUBSUB NUMSUB");
+        counts.first().map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(subscribers().await, 1);
+    drop(cache);
+    eventually("the subscription ends", async || subscribers().await == 0).await;
+}

@@ -46,7 +46,7 @@ pub(crate) fn subscribe(
 async fn listen(backend: RedisBackend, namespace: String, sink: InvalidationSink) {
     let clients = backend.inner.pubsub.clone();
     for client in clients.iter().cycle() {
-        if !session(&backend, client, &namespace, &sink).await {
+        if !sink.is_live() || !session(&backend, client, &namespace, &sink).await {
             return;
         }
         if !sink.disconnected() {
@@ -135,6 +135,10 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
+                // A cache dropped while Redis fails would otherwise keep this task alive.
+                if !sink.is_live() {
+                    return false;
+                }
                 match pending {
                     // Late: the subscription, or the bus to it, is behind. Start over.
                     Some((_, sent)) if sent.elapsed() > patience => return true,

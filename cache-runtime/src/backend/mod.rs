@@ -248,6 +248,11 @@ impl InvalidationSink {
         self.with(|t| t.caught_up(as_of))
     }
 
+    /// Whether the cache is still there: once it is gone, stop pushing.
+    pub fn is_live(&self) -> bool {
+        self.target.strong_count() > 0
+    }
+
     /// How often the backend should prove it is caught up.
     pub fn heartbeat(&self) -> Duration {
         self.heartbeat
