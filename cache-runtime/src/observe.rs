@@ -480,15 +480,19 @@ pub(crate) fn start_hit() -> Option<Instant> {
     .then(Instant::now)
 }
 
-/// Records one finished call: per function, in the enclosing [`observe`] scope, and as a
-/// `tracing` event (`trace` for hits, `debug` for the rest) on target
-/// `cache_runtime::call`.
+/// Records an in-memory hit: per function, in the enclosing [`observe`] scope, and as a
+/// `trace` event on target `cache_runtime::call` when `started` (tracing wants it).
 #[inline]
 pub(crate) fn record_hit(functions: &Functions, key: &Key, started: Option<Instant>) {
-    record(functions, Some(key), Outcome::Hit, started, None);
+    functions.count(key.scope(), Outcome::Hit, None);
+    served(Outcome::Hit);
+    if let Some(started) = started {
+        event(Some(key), Outcome::Hit, started.elapsed());
+    }
 }
 
-/// [`record`] for a call that was no in-memory hit, which started at `started`.
+/// Records a call that was no in-memory hit, which started at `started`: as
+/// [`record_hit`], plus its load time and a `debug` event (`trace` for a remote hit).
 pub(crate) fn record_call(
     functions: &Functions,
     key: Option<&Key>,
@@ -496,40 +500,15 @@ pub(crate) fn record_call(
     started: Instant,
 ) {
     let spent = started.elapsed();
-    // Only calls that ran their query count as load time.
-    let load = (outcome != Outcome::Hit).then_some(spent);
-    functions_count(functions, key, outcome, load);
+    if let Some(key) = key {
+        // Only calls that ran their query count as load time.
+        let load = (outcome != Outcome::Hit).then_some(spent);
+        functions.count(key.scope(), outcome, load);
+    }
     crate::metrics::loaded(key, outcome, spent);
     served(outcome);
     if tracing::enabled!(target: "cache_runtime::call", tracing::Level::DEBUG) {
         event(key, outcome, spent);
-    }
-}
-
-#[inline]
-fn functions_count(
-    functions: &Functions,
-    key: Option<&Key>,
-    outcome: Outcome,
-    spent: Option<Duration>,
-) {
-    if let Some(key) = key {
-        functions.count(key.scope(), outcome, spent);
-    }
-}
-
-#[inline]
-fn record(
-    functions: &Functions,
-    key: Option<&Key>,
-    outcome: Outcome,
-    started: Option<Instant>,
-    spent: Option<Duration>,
-) {
-    functions_count(functions, key, outcome, spent);
-    served(outcome);
-    if let Some(started) = started {
-        event(key, outcome, started.elapsed());
     }
 }
 
