@@ -163,25 +163,21 @@ impl Cache {
             match core.flights.join_or_lead(key, &captured.versions, max_wait) {
                 Role::Leader(guard) => {
                     // Across the fleet: one instance loads a missing key, the others wait
-                    // for its fill.
-                    let lease = match store.lease(core, &key).await {
-                        Lease::Held(lease) => Some(lease),
-                        Lease::Free => None,
+                    // for its fill. A new holder looks once more: the instance that held
+                    // the lease before may have stored the entry and released it between
+                    // this one's lookup and its lease.
+                    let (lease, filled) = match store.lease(core, &key).await {
+                        Lease::Held(lease) => {
+                            let filled = store.fill::<O::Value>(core, &key, tables).await;
+                            (Some(lease), filled)
+                        }
+                        Lease::Free => (None, None),
                         Lease::Busy => match self.wait_fill::<O::Value>(&key, tables).await {
-                            Fill::Found(value) => {
-                                guard.finish(State::Done(Arc::new(value.clone())));
-                                counters.bump(Counter::Coalesced);
-                                counters.bump(Counter::LeaseWaits);
-                                return (O::from_value(value), Outcome::Coalesced);
-                            }
-                            Fill::Lead => None,
+                            Fill::Found(value) => (None, Some(value)),
+                            Fill::Lead => (None, None),
                         },
                     };
-                    // The instance that held the lease before may have stored the entry
-                    // and released it between this one's lookup and its lease.
-                    if lease.is_some()
-                        && let Some(value) = store.fill::<O::Value>(core, &key, tables).await
-                    {
+                    if let Some(value) = filled {
                         guard.finish(State::Done(Arc::new(value.clone())));
                         if let Some(lease) = lease {
                             lease.release().await;
