@@ -839,6 +839,9 @@ fn encode_table(table: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A lease's longest `PX`, for a TTL `expiry_ms` cannot represent: a lease always expires.
+const LEASE_MAX_MS: u64 = 1 << 45;
+
 /// `ns:<hex>:lease`: an entry's fill lease (entry keys end in their 64 hex digits).
 fn lease_key(entry: &str) -> String {
     format!("{entry}:lease")
@@ -1205,7 +1208,7 @@ impl SharedBackend for RedisBackend {
     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<u64>, BackendError> {
         let token = fresh_version(0);
         let name = lease_key(key);
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = expiry_ms(Some(ttl)).unwrap_or(LEASE_MAX_MS);
         let set: Option<String> = self
             .run("SET NX (lease)", false, |mut conn| async move {
                 redis::cmd("SET")
@@ -1246,7 +1249,7 @@ impl SharedBackend for RedisBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let name = lease_key(key);
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = expiry_ms(Some(ttl)).unwrap_or(LEASE_MAX_MS);
         self.run("renew script", false, |mut conn| async move {
             let mut call = self.inner.scripts.renew.prepare_invoke();
             call.key(name).arg(token).arg(ms);
