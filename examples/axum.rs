@@ -330,15 +330,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
         .parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    // The URL without its password.
-    let cache = match settings.redis_url.as_deref() {
-        Some(url) => match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-            }
-            _ => url.to_owned(),
-        },
-        None => "in memory".to_owned(),
+    // Not the URL: it may hold a password.
+    let cache = if settings.redis_url.is_some() {
+        "Redis, from APP_CACHE_REDIS_URL"
+    } else {
+        "in memory"
     };
     println!(
         "listening on http://{addr} (cache: {cache}; database: {})",
