@@ -102,17 +102,15 @@ impl Cache {
         }
         let heartbeat = (settings.near_lease / 5).max(std::time::Duration::from_millis(1));
         let namespace = settings.namespace.clone();
+        let backend = store.backend();
         let inner = Arc::new(Inner {
             store: AnyStore::Near(NearStore::new(&settings, store)),
             core: Core::new(settings),
         });
-        let AnyStore::Near(near) = &inner.store else {
-            unreachable!("built as a near store just above")
-        };
+        // Subscribed once the cache exists: the first push may come at once.
         let target: std::sync::Weak<dyn PushTarget> = Arc::downgrade(&inner) as _;
         let sink = crate::backend::InvalidationSink::new(target, heartbeat);
-        near.shared()
-            .backend()
+        backend
             .subscribe(&namespace, sink)
             .map_err(|e| SettingsError::NearCacheUnavailable(e.to_string()))?;
         global::register(&inner);

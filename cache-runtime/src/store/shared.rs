@@ -337,8 +337,9 @@ impl SharedStore {
         }
     }
 
-    pub(crate) fn backend(&self) -> &dyn SharedBackend {
-        &*self.backend
+    /// The backend, shared: a near cache subscribes through it once it is built.
+    pub(crate) fn backend(&self) -> Arc<dyn SharedBackend> {
+        Arc::clone(&self.backend)
     }
 }
 
