@@ -346,3 +346,39 @@ fn the_sampler_needs_no_runtime_timer() {
         assert_eq!(cache.stats().freshness_mismatches, 1);
     });
 }
+
+/// Mechanism: a sampled hit whose re-run query fails returns the cached value: the check
+/// never breaks a call, and counts nothing.
+#[tokio::test]
+async fn a_failing_recheck_returns_the_cached_value() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SCOPE: cache_runtime::KeyScope = cache_runtime::KeyScope::new("observe::failing");
+    let settings = Settings {
+        freshness_sample: 1.0,
+        ..Settings::default()
+    };
+    let cache = Cache::new(settings).expect("settings");
+    let key = cache.key(&SCOPE, &0_i64).expect("a key");
+    let down = Arc::new(AtomicBool::new(false));
+    let read = || {
+        let down = Arc::clone(&down);
+        cache.get_or_load(
+            key,
+            &["failing"],
+            cache_runtime::Ttl::Forever,
+            move || async move {
+                if down.load(Ordering::SeqCst) {
+                    Err(std::io::Error::other("the database is down"))
+                } else {
+                    Ok(7_i64)
+                }
+            },
+        )
+    };
+    assert_eq!(read().await.expect("loaded"), 7);
+    down.store(true, Ordering::SeqCst);
+    assert_eq!(read().await.expect("the cached value, not the error"), 7);
+    let stats = cache.stats();
+    assert_eq!((stats.freshness_checks, stats.freshness_mismatches), (0, 0));
+}
