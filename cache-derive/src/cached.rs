@@ -13,7 +13,7 @@ use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
 use crate::expand::{CacheBinding, Private, bind_cache, fake_return_edge, local, with_original};
 use crate::receiver::{self, FieldPath};
-use crate::{fingerprint, sql, ttl};
+use crate::{fingerprint, row_arg, sql, ttl};
 
 const MACRO: &str = "#[cached]";
 const KEYS: &[&str] = &[
@@ -183,12 +183,11 @@ fn read_set(
     cx: &mut Ctxt,
     declared: Option<Tables>,
     also: &[LitStr],
-    block: &syn::Block,
+    analysis: &sql::Analysis,
 ) -> Option<Tables> {
-    let analysis = sql::analyze(block);
     match declared {
         Some(Tables::Listed(list)) => {
-            sql::check_declared(cx, &analysis, sql::Role::Reads, &list, also);
+            sql::check_declared(cx, analysis, sql::Role::Reads, &list, also);
             Some(Tables::Listed(
                 list.into_iter().chain(also.iter().cloned()).collect(),
             ))
@@ -262,12 +261,24 @@ struct CachedFn<'a> {
     /// `self` is keyed otherwise or skipped, only probed for a handle in a transaction.
     self_fields: (Vec<FieldPath>, ParamUse),
     cache_param: Option<CacheParam<'a>>,
+    /// The id of the row the read is of, when its SQL reads one row by id.
+    row: Option<TokenStream>,
 }
 
 fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<CachedFn<'a>> {
     let sig = &item.sig;
-    args.tables = read_set(cx, args.tables.take(), &args.also, &item.block);
+    let analysis = sql::analyze(&item.block);
+    args.tables = read_set(cx, args.tables.take(), &args.also, &analysis);
     let body = body::of(item);
+    // A read of one row by id, of the one table it reads: it follows that row.
+    let row = match (&args.tables, &analysis.row_read, &body) {
+        (Some(Tables::Listed(list)), Some((table, value)), Some(body))
+            if body.self_name == "self" && list.len() == 1 && list[0].value() == *table =>
+        {
+            row_arg::param_value(value, sig, &item.block)
+        }
+        _ => None,
+    };
     if body.is_none() {
         cx.error_spanned_by(
             sig.fn_token,
@@ -372,6 +383,7 @@ fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<CachedFn
         output: output?,
         params,
         self_fields,
+        row,
     })
 }
 
@@ -508,6 +520,14 @@ fn generate(f: &CachedFn) -> TokenStream {
         let reference = attr::reference_spanning(value, value.to_token_stream());
         let (first, _) = attr::span_range(value);
         parts.push(quote_spanned!(first=> #args_var.push(#reference);));
+    }
+
+    if let Some(value) = &f.row {
+        parts.push(quote! {{
+            #[allow(unused_imports)]
+            use #private::{KnownRow as _, UnknownRow as _};
+            #args_var.row((&#private::RowProbe(&(#value))).row());
+        }});
     }
 
     let fake_return = fake_return_edge(output);

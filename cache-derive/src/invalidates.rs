@@ -12,7 +12,7 @@ use crate::body::{self, Body};
 use crate::ctxt::Ctxt;
 use crate::expand::{CacheBinding, Private, bind_cache, fake_return_edge, local, with_original};
 use crate::receiver::{self, FieldPath};
-use crate::sql;
+use crate::{row_arg, sql};
 
 const MACRO: &str = "#[invalidates]";
 const KEYS: &str = "`tables`, `table`, `also`, `cache`, or entity types such as `User`";
@@ -161,10 +161,19 @@ struct Write<'a> {
     /// The fields of `self` the body reads, asked the same (a repository holding the
     /// transaction or its connection).
     self_fields: Vec<FieldPath>,
+    /// The rows the SQL writes: a table's name and the id of a row, or `None` when a
+    /// statement's rows are unknown.
+    rows: Vec<(LitStr, Option<TokenStream>)>,
 }
 
-/// Checks the declared tables against the SQL's writes, or infers them from it.
-fn write_set(cx: &mut Ctxt, args: &mut Args, block: &syn::Block) {
+/// Checks the declared tables against the SQL's writes, or infers them from it. Returns
+/// the rows the SQL writes, each table with the value bound to the id of the one row a
+/// statement writes (`None`: unknown); nothing when some SQL cannot be seen.
+fn write_set(
+    cx: &mut Ctxt,
+    args: &mut Args,
+    block: &syn::Block,
+) -> Vec<(String, Option<syn::Expr>)> {
     if let (Some(_), Some(first)) = (&args.tables_expr, args.also.first()) {
         cx.error_spanned_by(
             first,
@@ -172,7 +181,7 @@ fn write_set(cx: &mut Ctxt, args: &mut Args, block: &syn::Block) {
         );
     }
     if args.tables_expr.is_some() || args.targets.is_empty() && args.unknown {
-        return;
+        return Vec::new();
     }
     let analysis = sql::analyze(block);
     let names: Vec<LitStr> = args
@@ -214,10 +223,15 @@ fn write_set(cx: &mut Ctxt, args: &mut Args, block: &syn::Block) {
     }
     args.targets
         .extend(args.also.iter().cloned().map(Target::Name));
+    if analysis.complete() {
+        analysis.row_writes
+    } else {
+        Vec::new()
+    }
 }
 
 fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<Write<'a>> {
-    write_set(cx, &mut args, &item.block);
+    let written = write_set(cx, &mut args, &item.block);
     let Some(body) = body::of(item) else {
         cx.error_spanned_by(
             item.sig.fn_token,
@@ -236,12 +250,27 @@ fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<Write<'a
         Some(_) => receiver::reads(body.stmts, body.self_name).all,
         None => Vec::new(),
     };
+    // Each table a statement writes, under each name it is tagged with, and the id of the
+    // row written when it is a value the body binds as given (`None`: the whole table).
+    let mut rows = Vec::new();
+    if body.self_name == "self" {
+        for (table, value) in &written {
+            let value = value
+                .as_ref()
+                .and_then(|v| row_arg::param_value(v, &item.sig, &item.block));
+            let lit = LitStr::new(table, proc_macro2::Span::call_site());
+            for variant in sql::tag_variants(&[lit]) {
+                rows.push((variant, value.clone()));
+            }
+        }
+    }
     Some(Write {
         args,
         item,
         body,
         params,
         self_fields,
+        rows,
     })
 }
 
@@ -271,6 +300,7 @@ fn generate(write: &Write) -> TokenStream {
         body,
         params,
         self_fields,
+        rows,
     } = write;
     let private = Private;
     let cache_var = local("__cache");
@@ -331,6 +361,26 @@ fn generate(write: &Write) -> TokenStream {
                 .map(|field| defer(field.to_token_stream(), field.span)),
         );
 
+    // The ids are read before the body runs: it may move the parameters.
+    let rows_var = local("__rows");
+    let adds = rows.iter().map(|(table, value)| match value {
+        Some(value) => quote! {
+            #rows_var.add(#table, (&#private::RowProbe(&(#value))).row());
+        },
+        None => quote!(#rows_var.add(#table, ::core::option::Option::None);),
+    });
+    let rows_expr = if rows.is_empty() {
+        quote!(#private::Written::new())
+    } else {
+        quote! {{
+            #[allow(unused_imports)]
+            use #private::{KnownRow as _, UnknownRow as _};
+            let mut #rows_var = #private::Written::new();
+            #(#adds)*
+            #rows_var
+        }}
+    };
+
     body.emit(
         item,
         quote! {
@@ -344,7 +394,12 @@ fn generate(write: &Write) -> TokenStream {
                     };
                     false #(#defers)*
                 };
-                let #guard_var = #private::WriteGuard::new(#cache_var, #tables_var, #deferred_var);
+                let #guard_var = #private::WriteGuard::with_rows(
+                    #cache_var,
+                    #tables_var,
+                    #deferred_var,
+                    #rows_expr,
+                );
                 let #output_var: #output = async move {
                     #fake_return
                     #(#stmts)*

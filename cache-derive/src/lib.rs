@@ -19,6 +19,7 @@ mod fnv;
 mod inline;
 mod invalidates;
 mod receiver;
+mod row_arg;
 mod sql;
 mod ttl;
 mod ttl_grammar;

@@ -24,6 +24,7 @@ pub struct KeyArgs {
     builder: KeyBuilder,
     error: Option<String>,
     uncached: bool,
+    row: Option<i128>,
 }
 
 impl KeyArgs {
@@ -34,7 +35,15 @@ impl KeyArgs {
             builder: KeyBuilder::new(),
             error: None,
             uncached: false,
+            row: None,
         }
+    }
+
+    /// The read is of one row of its table, by this id (`None`: an id that is not an
+    /// integer, and the read follows the whole table).
+    #[inline]
+    pub fn row(&mut self, id: Option<i128>) {
+        self.row = id;
     }
 
     /// Adds one parameter, as classified by [`Arg`]: keyed, or a handle whose transaction
@@ -71,16 +80,48 @@ impl KeyArgs {
                 None => Ok(cache.key_from(self.builder, scope)),
             },
             uncached: self.uncached,
+            row: self.row,
         }
     }
 }
 
-/// One call of a cached function: its key, and whether it must run uncached (a handle it
-/// was given may be inside a transaction).
+/// One call of a cached function: its key, whether it must run uncached (a handle it
+/// was given may be inside a transaction), and the row it reads, if one by id.
 pub struct Call {
     key: Result<Key, String>,
     uncached: bool,
+    row: Option<i128>,
 }
+
+// ----- row-level invalidation: an id, by its type -----
+//
+// `(&RowProbe(&id)).row()` is `Some` for a `RowId` (the integers, a user's newtype), and
+// `None` for anything else: the read or write then follows the whole table.
+
+pub use crate::rows::Written;
+
+/// A value a read or write names its row by.
+pub struct RowProbe<'a, T: ?Sized>(pub &'a T);
+
+pub trait KnownRow {
+    fn row(&self) -> Option<i128>;
+}
+
+impl<T: crate::RowId + ?Sized> KnownRow for RowProbe<'_, T> {
+    #[inline]
+    fn row(&self) -> Option<i128> {
+        Some(self.0.row_id())
+    }
+}
+
+pub trait UnknownRow {
+    #[inline]
+    fn row(&self) -> Option<i128> {
+        None
+    }
+}
+
+impl<T: ?Sized> UnknownRow for &RowProbe<'_, T> {}
 
 /// A value that can be part of a cache key: anything `Serialize`.
 #[diagnostic::on_unimplemented(
@@ -366,7 +407,27 @@ impl<O: LoadOutput> CachedHit<O> for Hit<O> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        Box::pin(cache.slow_path(call.key, tables, ttl, call.uncached, loader))
+        let row = call.row.filter(|_| cache.settings().row_level);
+        Box::pin(async move {
+            // A read of one row follows that row (and the all-rows tag of its table), not
+            // the table: see `crate::rows`.
+            let tags: Vec<String>;
+            let refs: Vec<&str>;
+            let tables = match row {
+                Some(id) => {
+                    tags = tables
+                        .iter()
+                        .flat_map(|t| [crate::rows::all_rows(t), crate::rows::row(t, id)])
+                        .collect();
+                    refs = tags.iter().map(String::as_str).collect();
+                    &refs[..]
+                }
+                None => tables,
+            };
+            cache
+                .slow_path(call.key, tables, ttl, call.uncached, loader)
+                .await
+        })
     }
 }
 
@@ -502,6 +563,7 @@ pub fn ttl_or_default(cache: &Cache, entity: Option<Ttl>) -> Ttl {
 pub struct WriteGuard<'a> {
     cache: &'a Cache,
     tables: &'a [&'a str],
+    rows: Written,
     armed: bool,
 }
 
@@ -511,9 +573,22 @@ impl<'a> WriteGuard<'a> {
     /// armed when `Settings::invalidate_on_write` is off.
     #[inline]
     pub fn new(cache: &'a Cache, tables: &'a [&'a str], deferred: bool) -> WriteGuard<'a> {
+        WriteGuard::with_rows(cache, tables, deferred, Written::new())
+    }
+
+    /// As [`WriteGuard::new`], for a write that touches `rows` (found before it runs): the
+    /// tables all of whose rows are known are invalidated row by row.
+    #[inline]
+    pub fn with_rows(
+        cache: &'a Cache,
+        tables: &'a [&'a str],
+        deferred: bool,
+        rows: Written,
+    ) -> WriteGuard<'a> {
         WriteGuard {
             cache,
             tables,
+            rows,
             armed: !deferred && cache.settings().invalidate_on_write,
         }
     }
@@ -521,7 +596,7 @@ impl<'a> WriteGuard<'a> {
     /// The body returned: invalidates (in every cache of this process).
     pub async fn finish(mut self) {
         if self.armed {
-            self.cache.invalidate(self.tables).await;
+            self.cache.invalidate_write(self.tables, &self.rows).await;
             self.armed = false;
         }
     }
@@ -530,7 +605,7 @@ impl<'a> WriteGuard<'a> {
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.cache.invalidate_now(self.tables);
+            self.cache.invalidate_now(self.tables, &self.rows);
         }
     }
 }

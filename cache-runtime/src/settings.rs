@@ -109,6 +109,13 @@ pub struct Settings {
     /// free with no entry. A miss pays up to three more round trips (the lease, a check
     /// for a fill that landed meanwhile, the release). Default `true`.
     pub shared_single_flight: bool,
+    /// Row-level invalidation: a read of one row by its integer id (`WHERE id = $1`, seen
+    /// in the SQL by `#[cached]`) follows that row, and a write whose rows `#[invalidates]`
+    /// can see (`UPDATE … WHERE id = $1`, `DELETE … WHERE id = $1`, `INSERT` of one row
+    /// with its id) leaves the reads of other rows fresh. Off: every read and write
+    /// follows whole tables. Processes sharing a backend may differ in this setting. Default
+    /// `true`.
+    pub row_level: bool,
 }
 
 /// The longest `near_lease`: it bounds how long a stalled push leaves copies served.
@@ -134,6 +141,7 @@ impl Default for Settings {
             near_cache: false,
             near_lease: Duration::from_millis(500),
             shared_single_flight: true,
+            row_level: true,
         }
     }
 }

@@ -58,6 +58,7 @@ fields!(
     near_cache,
     near_lease,
     shared_single_flight,
+    row_level,
 );
 
 impl Settings {

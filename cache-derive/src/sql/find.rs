@@ -16,6 +16,9 @@ pub(crate) struct Found {
     pub(crate) sql: Vec<(String, Span)>,
     /// Places whose SQL cannot be read at compile time, with why.
     pub(crate) unseen: Vec<(Span, String)>,
+    /// For each of `sql`, the values bound to its placeholders in order, when the query
+    /// binds them right there (`query(..).bind(a).bind(b)`, `query!(.., a, b)`).
+    pub(crate) binds: Vec<Option<Vec<Expr>>>,
 }
 
 /// Functions taking the SQL as their first argument.
@@ -38,6 +41,8 @@ pub(crate) fn scan(block: &syn::Block) -> Found {
 #[derive(Default)]
 struct Finder {
     found: Found,
+    /// The binds of the query chains met, by the address of their SQL literal.
+    chains: Vec<(*const syn::LitStr, Vec<Expr>)>,
 }
 
 fn literal(expr: &Expr) -> Option<&syn::LitStr> {
@@ -52,9 +57,21 @@ fn literal(expr: &Expr) -> Option<&syn::LitStr> {
 }
 
 impl Finder {
+    fn push(&mut self, sql: String, span: Span, binds: Option<Vec<Expr>>) {
+        self.found.sql.push((sql, span));
+        self.found.binds.push(binds);
+    }
+
     fn sql_argument(&mut self, arg: Option<&Expr>, at: Span, what: &str) {
         match arg.map(|a| (a, literal(a))) {
-            Some((_, Some(lit))) => self.found.sql.push((lit.value(), lit.span())),
+            Some((_, Some(lit))) => {
+                let binds = self
+                    .chains
+                    .iter()
+                    .position(|(l, _)| std::ptr::eq(*l, lit))
+                    .map(|i| self.chains.swap_remove(i).1);
+                self.push(lit.value(), lit.span(), binds);
+            }
             Some((arg, None)) => self.found.unseen.push((
                 arg.span(),
                 format!("the SQL of this `{what}` is not a string literal"),
@@ -96,15 +113,16 @@ impl Finder {
             ));
             return;
         };
+        let binds = Some(args.iter().skip(position + 1).cloned().collect());
         if !file {
-            self.found.sql.push((lit.value(), lit.span()));
+            self.push(lit.value(), lit.span(), binds);
             return;
         }
         // As sqlx does: relative to the crate's manifest directory.
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
         let path = std::path::Path::new(&dir).join(lit.value());
         match std::fs::read_to_string(&path) {
-            Ok(sql) => self.found.sql.push((sql, lit.span())),
+            Ok(sql) => self.push(sql, lit.span(), binds),
             Err(e) => self
                 .found
                 .unseen
@@ -226,7 +244,48 @@ fn is_visible_query(expr: &Expr) -> bool {
     }
 }
 
+/// The SQL literal of a query chain `query(".."). … .bind(a). …` and the values it binds,
+/// in order; `None` for anything else.
+fn chain(expr: &Expr) -> Option<(&syn::LitStr, Vec<Expr>)> {
+    match expr {
+        Expr::MethodCall(call) => method_chain(call),
+        Expr::Call(call) => match &*call.func {
+            Expr::Path(path) => {
+                let last = path.path.segments.last()?.ident.to_string();
+                // `query_with(sql, args)` binds its arguments elsewhere.
+                (matches!(last.as_str(), "query" | "query_as" | "query_scalar"))
+                    .then(|| Some((literal(call.args.first()?)?, Vec::new())))?
+            }
+            _ => None,
+        },
+        Expr::Paren(p) => chain(&p.expr),
+        Expr::Group(g) => chain(&g.expr),
+        _ => None,
+    }
+}
+
+fn method_chain(call: &syn::ExprMethodCall) -> Option<(&syn::LitStr, Vec<Expr>)> {
+    if !QUERY_METHODS.contains(&call.method.to_string().as_str()) {
+        return None;
+    }
+    let (lit, mut binds) = chain(&call.receiver)?;
+    if call.method == "bind" {
+        binds.push(call.args.first()?.clone());
+    }
+    Some((lit, binds))
+}
+
 impl<'ast> Visit<'ast> for Finder {
+    /// The outermost call of a query chain is met first: it holds all the binds.
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if let Some((lit, binds)) = method_chain(call)
+            && !self.chains.iter().any(|(l, _)| std::ptr::eq(*l, lit))
+        {
+            self.chains.push((lit, binds));
+        }
+        syn::visit::visit_expr_method_call(self, call);
+    }
+
     /// Anything awaited that is not a query built here (a helper, a repository method)
     /// may run SQL the macro cannot see: the tables cannot be inferred from the literals
     /// alone.
@@ -333,6 +392,32 @@ mod tests {
         }));
         assert_eq!(sql, ["A", "B", "C", "D", "E", "F", "G"]);
         assert!(unseen.is_empty(), "{unseen:?}");
+    }
+
+    #[test]
+    fn binds_are_found_where_the_query_binds_them() {
+        let block: syn::Block = syn::parse2(quote::quote!({
+            sqlx::query("A").bind(a).bind(&b.id).execute(pool).await?;
+            sqlx::query_as!(User, "B", id, name).fetch_one(pool).await?;
+            let q = sqlx::query("C");
+            q.bind(c).execute(pool).await?;
+            sqlx::query_with("D", args).execute(pool).await?;
+        }))
+        .expect("a block");
+        let found = super::scan(&block);
+        let binds: Vec<Option<Vec<String>>> = found
+            .binds
+            .iter()
+            .map(|b| {
+                b.as_ref().map(|b| {
+                    b.iter()
+                        .map(|e| quote::quote!(#e).to_string().replace(' ', ""))
+                        .collect()
+                })
+            })
+            .collect();
+        let s = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert_eq!(binds, [s(&["a", "&b.id"]), s(&["id", "name"]), None, None]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 mod find;
 #[cfg(feature = "sql")]
+pub(crate) mod rows;
+#[cfg(feature = "sql")]
 pub(crate) mod tables;
 
 use std::collections::BTreeMap;
@@ -24,6 +26,12 @@ pub(crate) struct Analysis {
     pub(crate) unseen: Vec<(Span, String)>,
     /// SQL literals that do not parse, with the parser's error.
     pub(crate) unparsed: Vec<(Span, String)>,
+    /// The body's only SQL reads one row of a table by `id`: the table, and the value
+    /// bound to the id (see `rows`).
+    pub(crate) row_read: Option<(String, syn::Expr)>,
+    /// Each table a statement writes, with the value bound to the id of the one row it
+    /// writes (`None`: its rows are unknown).
+    pub(crate) row_writes: Vec<(String, Option<syn::Expr>)>,
 }
 
 impl Analysis {
@@ -56,6 +64,7 @@ pub(crate) fn analyze_literal(sql: &LitStr) -> Analysis {
     analyze_found(find::Found {
         sql: vec![(sql.value(), sql.span())],
         unseen: Vec::new(),
+        binds: vec![None],
     })
 }
 
@@ -66,7 +75,16 @@ fn analyze_found(found: find::Found) -> Analysis {
         ..Analysis::default()
     };
     #[cfg(feature = "sql")]
-    for (sql, span) in found.sql {
+    for ((sql, span), binds) in found.sql.into_iter().zip(found.binds) {
+        if let Some(rows) = rows::rows(&sql) {
+            let bound = |slot: usize| binds.as_ref().and_then(|b| b.get(slot)).cloned();
+            if analysis.literals == 1 {
+                analysis.row_read = rows.read.and_then(|(t, slot)| Some((t, bound(slot)?)));
+            }
+            for (table, slot) in rows.writes {
+                analysis.row_writes.push((table, slot.and_then(bound)));
+            }
+        }
         match tables::analyze(&sql) {
             Ok(sets) => {
                 for table in sets.reads {

@@ -32,14 +32,8 @@ pub(crate) struct TableSets {
 /// and returns the tables of the first dialect that parses it; the error is PostgreSQL's
 /// when none does.
 pub(crate) fn analyze(sql: &str) -> Result<TableSets, String> {
-    let dialects: [&dyn Dialect; 4] = [
-        &PostgreSqlDialect {},
-        &SQLiteDialect {},
-        &MySqlDialect {},
-        &GenericDialect {},
-    ];
     let mut first_error = None;
-    for dialect in dialects {
+    for dialect in dialects() {
         match Parser::parse_sql(dialect, sql) {
             Ok(statements) => {
                 let sets = sets_of(&statements);
@@ -56,7 +50,17 @@ pub(crate) fn analyze(sql: &str) -> Result<TableSets, String> {
     Err(first_error.unwrap_or_default())
 }
 
-fn sets_of(statements: &[Statement]) -> TableSets {
+/// The dialects SQL is parsed as, in order: the first that parses it is taken.
+pub(crate) fn dialects() -> [&'static dyn Dialect; 4] {
+    [
+        &PostgreSqlDialect {},
+        &SQLiteDialect {},
+        &MySqlDialect {},
+        &GenericDialect {},
+    ]
+}
+
+pub(crate) fn sets_of(statements: &[Statement]) -> TableSets {
     let mut walker = Walker::default();
     for statement in statements {
         let _ = statement.visit(&mut walker);
@@ -340,7 +344,7 @@ impl Visitor for Walker {
 }
 
 /// `a.b` with each part normalised.
-fn normalise(name: &ObjectName) -> String {
+pub(crate) fn normalise(name: &ObjectName) -> String {
     name.0
         .iter()
         .map(|part| match part {
@@ -352,7 +356,7 @@ fn normalise(name: &ObjectName) -> String {
 }
 
 /// Unquoted identifiers fold to lower case; quoted ones are kept.
-fn normalise_ident(ident: &Ident) -> String {
+pub(crate) fn normalise_ident(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),

@@ -283,8 +283,48 @@ impl Cache {
     /// counted and logged, this cache serves nothing from the backend until it has
     /// delivered the bump (retried before each backend operation), and other caches see the
     /// invalidation once it is delivered.
+    ///
+    /// Reads of single rows by id (see [`row_tags`](crate::row_tags)) of `tables` go stale
+    /// too: the write's rows are not known. [`Cache::invalidate_rows`] names them.
     pub async fn invalidate(&self, tables: &[&str]) {
-        invalidation_event(tables, "write");
+        let names = crate::rows::with_all_rows(tables);
+        self.invalidate_names(&strs(&names), "write").await;
+    }
+
+    /// Invalidates the rows `ids` of `table`: reads of those rows by id, and every read of
+    /// the table that can include any row (lists, counts, joins), go stale; reads of other
+    /// rows by id stay fresh. With [`Settings::row_level`] off, the whole table, as
+    /// [`Cache::invalidate`].
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, Settings};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::new(Settings::default()).unwrap();
+    /// // After `UPDATE articles SET title = $1 WHERE id = $2` with id 7 has committed:
+    /// cache.invalidate_rows("articles", &[7_i64]).await;
+    /// # });
+    /// ```
+    pub async fn invalidate_rows<I: crate::RowId>(&self, table: &str, ids: &[I]) {
+        let names = if self.inner.core.settings.row_level {
+            let ids: Vec<i128> = ids.iter().map(crate::RowId::row_id).collect();
+            crate::rows::with_rows(&[table], &ids)
+        } else {
+            crate::rows::with_all_rows(&[table])
+        };
+        self.invalidate_names(&strs(&names), "write").await;
+    }
+
+    /// A write's invalidation: `tables` as [`Cache::invalidate`], except those `rows`
+    /// names with every row the write touched, whose reads of other rows stay fresh.
+    pub(crate) async fn invalidate_write(&self, tables: &[&str], rows: &crate::rows::Written) {
+        let names = rows.names(tables, self.inner.core.settings.row_level);
+        self.invalidate_names(&strs(&names), "write").await;
+    }
+
+    /// Bumps exactly the tags `tables` names (tables and row tags), in every cache.
+    pub(crate) async fn invalidate_names(&self, tables: &[&str], cause: &'static str) {
+        invalidation_event(tables, cause);
         let started = std::time::Instant::now();
         // The part that needs no waiting, for every cache, under the registry's lock; the
         // remote parts after it (rarely any: no allocation otherwise).
@@ -309,9 +349,11 @@ impl Cache {
     /// in-memory entries, pending shared bumps, which stop it serving from a shared
     /// backend) is done before this returns; the remote part runs in a task spawned on the
     /// current Tokio runtime, if there is one.
-    pub(crate) fn invalidate_now(&self, tables: &[&str]) {
-        invalidation_event(tables, "abandoned write");
-        self.invalidate_detached(tables, tokio::runtime::Handle::try_current().ok());
+    pub(crate) fn invalidate_now(&self, tables: &[&str], rows: &crate::rows::Written) {
+        let names = rows.names(tables, self.inner.core.settings.row_level);
+        let tables = strs(&names);
+        invalidation_event(&tables, "abandoned write");
+        self.invalidate_detached(&tables, tokio::runtime::Handle::try_current().ok());
     }
 
     /// [`Cache::invalidate`] for code that cannot await, such as a database driver's hook
@@ -332,8 +374,10 @@ impl Cache {
     /// .unwrap();
     /// ```
     pub fn invalidate_from_hook(&self, tables: &[&str], runtime: &tokio::runtime::Handle) {
-        invalidation_event(tables, "database event");
-        self.invalidate_detached(tables, Some(runtime.clone()));
+        let names = crate::rows::with_all_rows(tables);
+        let tables = strs(&names);
+        invalidation_event(&tables, "database event");
+        self.invalidate_detached(&tables, Some(runtime.clone()));
     }
 
     fn invalidate_detached(&self, tables: &[&str], runtime: Option<tokio::runtime::Handle>) {
@@ -382,6 +426,10 @@ impl Cache {
     pub fn tracked_keys(&self, table: &str) -> usize {
         self.inner.store.tracked_keys(table)
     }
+}
+
+fn strs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
 }
 
 /// A `debug` event on target `cache_runtime::invalidate` (`cause`: `write` for
