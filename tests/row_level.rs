@@ -296,6 +296,46 @@ async fn a_writer_with_row_level_off_still_reaches_row_reads() {
     assert_eq!(loads, 1, "row_level off: the whole table");
 }
 
+/// Mechanism: row tags are names like any table's, so a shared backend keeps their
+/// versions and tracks their keys: a write through one instance invalidates that row for
+/// every instance, and only that row (and the table's lists).
+#[tokio::test]
+async fn through_redis_a_row_write_reaches_every_instance_and_only_its_row() {
+    use cache_redis::{RedisBackend, RedisOptions};
+    let Some(url) = cache_suite::database_url("REDIS_URL") else {
+        return;
+    };
+    let _one = one_at_a_time().await;
+    let namespace = format!("cache-suite-rows-{}", cache_suite::unique_suffix());
+    let instance = || async {
+        let backend = RedisBackend::connect(&url, RedisOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("REDIS_URL is set but {url} cannot be reached: {e}"));
+        let settings = Settings {
+            namespace: namespace.clone(),
+            ..Settings::default()
+        };
+        Cache::with_shared_backend(settings, backend).expect("valid settings")
+    };
+    let (a, b, pool) = (instance().await, instance().await, database().await);
+    title(&a, &pool, 1).await;
+    title(&a, &pool, 2).await;
+    titles(&a, &pool).await.expect("query");
+    retitle(&b, &pool, 2, "deux").await.expect("write");
+
+    let (one, loads) = loads_of(&a, title(&a, &pool, 1)).await;
+    let (two, reloads) = loads_of(&a, title(&a, &pool, 2)).await;
+    let (list, list_loads) = loads_of(&a, titles(&a, &pool)).await;
+    a.clear().await;
+    assert_eq!(
+        (one.as_deref(), loads),
+        (Some("one"), 0),
+        "another row: a hit"
+    );
+    assert_eq!((two.as_deref(), reloads), (Some("deux"), 1));
+    assert_eq!((list.expect("query")[1].as_str(), list_loads), ("deux", 1));
+}
+
 // ----- any sequence of reads and writes -----
 
 #[derive(Clone, Debug)]
@@ -364,8 +404,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// Mechanism: all of the above together. Removing the all-rows tag from
-    /// `Cache::invalidate`, the id check of `INSERT`, or the placeholder mapping fails it.
+    /// Mechanism: all of the above together: the placeholder mapping (`rows::slot_of`) and
+    /// the rebinding check (`row_arg::param_value`) each make it fail when removed.
     #[test]
     fn every_read_returns_what_the_database_holds(ops in proptest::collection::vec(op(), 1..24)) {
         let runtime = tokio::runtime::Builder::new_current_thread()

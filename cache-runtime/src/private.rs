@@ -407,28 +407,31 @@ impl<O: LoadOutput> CachedHit<O> for Hit<O> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let row = call.row.filter(|_| cache.settings().row_level);
-        Box::pin(async move {
-            // A read of one row follows that row (and the all-rows tag of its table), not
-            // the table: see `crate::rows`.
-            let tags: Vec<String>;
-            let refs: Vec<&str>;
-            let tables = match row {
-                Some(id) => {
-                    tags = tables
-                        .iter()
-                        .flat_map(|t| [crate::rows::all_rows(t), crate::rows::row(t, id)])
-                        .collect();
-                    refs = tags.iter().map(String::as_str).collect();
-                    &refs[..]
-                }
-                None => tables,
-            };
-            cache
-                .slow_path(call.key, tables, ttl, call.uncached, loader)
-                .await
-        })
+        Box::pin(read(cache, call, tables, ttl, loader))
     }
+}
+
+/// The rest of a cached read: a read of one row follows that row (and the all-rows tag of
+/// its table) rather than the table, see `crate::rows`.
+async fn read<O, F, Fut>(cache: &Cache, call: Call, tables: &[&str], ttl: Ttl, loader: F) -> O
+where
+    O: LoadOutput,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = O>,
+{
+    let Some(id) = call.row.filter(|_| cache.settings().row_level) else {
+        return cache
+            .slow_path(call.key, tables, ttl, call.uncached, loader)
+            .await;
+    };
+    let tags: Vec<String> = tables
+        .iter()
+        .flat_map(|t| [crate::rows::all_rows(t), crate::rows::row(t, id)])
+        .collect();
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    cache
+        .slow_path(call.key, &tags, ttl, call.uncached, loader)
+        .await
 }
 
 pub trait NoHit<O> {

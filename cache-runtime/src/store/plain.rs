@@ -117,7 +117,8 @@ impl Store for PlainStore {
         let mut remote = Remote::default();
         for name in names {
             let tracked = self.tables.invalidate(name);
-            if named || tracked.is_some() {
+            // Counted per table, not per row tag.
+            if (named || tracked.is_some()) && crate::rows::is_table(name) {
                 core.counters.bump(Counter::Invalidations);
             }
             let Some(tracked) = tracked else { continue };

@@ -403,8 +403,8 @@ impl Store for SharedStore {
         if tables.is_empty() {
             return Remote::default();
         }
-        core.counters
-            .add(Counter::Invalidations, tables.len() as u64);
+        let counted = tables.iter().filter(|t| crate::rows::is_table(t)).count();
+        core.counters.add(Counter::Invalidations, counted as u64);
         self.pending.add(tables);
         Remote {
             delete: Vec::new(),

@@ -174,7 +174,7 @@ mod round_trip {
                 0u32..=1000,
                 proptest::option::of("redis://[a-z0-9.]{1,12}:[0-9]{1,5}"),
             ),
-            (any::<bool>(), duration(), any::<bool>()),
+            (any::<bool>(), duration(), any::<bool>(), any::<bool>()),
         )
             .prop_map(
                 |(
@@ -184,7 +184,7 @@ mod round_trip {
                     ttl,
                     (bt, lw),
                     (sample, redis_url),
-                    (near_cache, near_lease, shared_single_flight),
+                    (near_cache, near_lease, shared_single_flight, row_level),
                 )| {
                     Settings {
                         namespace,
@@ -204,6 +204,7 @@ mod round_trip {
                         near_cache,
                         near_lease,
                         shared_single_flight,
+                        row_level,
                     }
                 },
             )
