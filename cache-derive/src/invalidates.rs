@@ -263,6 +263,11 @@ fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<Write<'a
                 rows.push((variant, value.clone()));
             }
         }
+        // A table in `also` is written by something the SQL does not show (a trigger, a
+        // cascade), which may touch any of its rows.
+        for variant in sql::tag_variants(&args.also) {
+            rows.push((variant, None));
+        }
     }
     Some(Write {
         args,
