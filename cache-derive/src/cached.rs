@@ -17,7 +17,18 @@ use crate::{fingerprint, row_arg, sql, ttl};
 
 const MACRO: &str = "#[cached]";
 const KEYS: &[&str] = &[
-    "ttl", "table", "tables", "also", "skip", "key", "cache", "name", "self_key",
+    "ttl",
+    "table",
+    "tables",
+    "also",
+    "skip",
+    "key",
+    "cache",
+    "name",
+    "self_key",
+    "swr",
+    "stale_on_error",
+    "refresh_ahead",
 ];
 
 /// The checked attribute arguments.
@@ -35,6 +46,8 @@ struct Args {
     name: Option<LitStr>,
     /// What keys `self` instead of the fields the body reads.
     self_key: Option<(Path, Expr)>,
+    /// `swr`, `stale_on_error`, `refresh_ahead`: the function's own stale windows.
+    windows: [Option<std::time::Duration>; 3],
     /// The attribute as written: part of the code fingerprint, so that fixing a TTL or
     /// the tables gives new keys (a remote backend still holds entries stored with the old
     /// tags and expiry).
@@ -52,6 +65,9 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
     let mut cache = Attr::none(MACRO, "cache");
     let mut name = Attr::none(MACRO, "name");
     let mut self_key: Attr<(Path, Expr)> = Attr::none(MACRO, "self_key");
+    let mut swr = Attr::none(MACRO, "swr");
+    let mut on_error = Attr::none(MACRO, "stale_on_error");
+    let mut ahead = Attr::none(MACRO, "refresh_ahead");
 
     let parser = syn::meta::parser(|meta| {
         match attr::key_of(&meta).as_str() {
@@ -127,6 +143,17 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
                     ),
                 }
             }
+            // #[cached(swr = "30s", stale_on_error = "5m", refresh_ahead = "10s")]
+            key @ ("swr" | "stale_on_error" | "refresh_ahead") => {
+                let expr: Expr = meta.value()?.parse()?;
+                if let Some(d) = duration_literal(cx, key, &expr) {
+                    match key {
+                        "swr" => swr.set(cx, &meta.path, d),
+                        "stale_on_error" => on_error.set(cx, &meta.path, d),
+                        _ => ahead.set(cx, &meta.path, d),
+                    }
+                }
+            }
             // #[cached(self_key = self.tenant_id)]
             "self_key" => {
                 let expr: Expr = meta.value()?.parse()?;
@@ -172,7 +199,34 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
         cache: cache.get(),
         name: name.get(),
         self_key,
+        windows: [swr.get(), on_error.get(), ahead.get()],
         tokens: written,
+    }
+}
+
+/// A duration written as a literal: `"30s"`, `"1m30s"`, or a number of milliseconds.
+fn duration_literal(cx: &mut Ctxt, key: &str, expr: &Expr) -> Option<std::time::Duration> {
+    let parsed = match attr::ungroup(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => crate::ttl_grammar::parse_duration(&s.value()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) if i.suffix().is_empty() => crate::ttl_grammar::parse_duration(i.base10_digits()),
+        _ => {
+            cx.error_spanned_by(
+                expr,
+                format!("`{key}` takes a duration literal, such as `{key} = \"30s\"`"),
+            );
+            return None;
+        }
+    };
+    match parsed {
+        Ok(d) => Some(d),
+        Err(e) => {
+            cx.error_spanned_by(expr, format!("invalid `{key}` duration: {}", e.reason()));
+            None
+        }
     }
 }
 
@@ -522,6 +576,16 @@ fn generate(f: &CachedFn) -> TokenStream {
         parts.push(quote_spanned!(first=> #args_var.push(#reference);));
     }
 
+    if f.args.windows.iter().any(Option::is_some) {
+        let each = f.args.windows.iter().map(|w| match w {
+            Some(d) => {
+                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+                quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
+            }
+            None => quote!(::core::option::Option::None),
+        });
+        parts.push(quote!(#args_var.windows(#(#each),*);));
+    }
     if let Some(value) = &f.row {
         parts.push(quote! {{
             #[allow(unused_imports)]

@@ -104,6 +104,17 @@ impl Flights {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a flight for `key` is loading with the same table versions, started less
+    /// than `max_wait` ago: one [`Flights::join_or_lead`] would join.
+    pub(crate) fn running(&self, key: &Key, versions: &[u64], max_wait: Duration) -> bool {
+        let map = self.lock(key);
+        map.get(key).is_some_and(|flight| {
+            matches!(*flight.state.borrow(), State::Running)
+                && *flight.versions == *versions
+                && flight.started.elapsed() < max_wait
+        })
+    }
+
     /// Joins the flight for `key` if one is loading with the same table versions and
     /// started less than `max_wait` ago, otherwise starts one (replacing an older flight).
     pub(crate) fn join_or_lead(&self, key: Key, versions: &[u64], max_wait: Duration) -> Role<'_> {

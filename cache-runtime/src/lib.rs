@@ -63,6 +63,7 @@ mod rows;
 mod settings;
 mod settings_env;
 mod sharded;
+mod stale;
 mod stats;
 mod store;
 mod tables;

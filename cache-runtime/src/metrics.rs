@@ -4,7 +4,7 @@
 //!
 //! | Name | Kind | Labels |
 //! |---|---|---|
-//! | `sqlx_cache_hits_total`, `_misses_total`, `_loads_total`, `_coalesced_total`, `_stale_total`, `_expired_total`, `_evictions_total`, `_backend_errors_total`, `_decode_errors_total`, `_freshness_checks_total`, `_freshness_mismatches_total`, `_lease_waits_total`, `_load_wait_timeouts_total`, `_oversized_total`, `_table_evictions_total`, `_tables_forgotten_total` | counter | `namespace` |
+//! | `sqlx_cache_hits_total`, `_misses_total`, `_loads_total`, `_coalesced_total`, `_stale_total`, `_expired_total`, `_evictions_total`, `_backend_errors_total`, `_decode_errors_total`, `_freshness_checks_total`, `_freshness_mismatches_total`, `_lease_waits_total`, `_served_stale_total`, `_stale_on_error_total`, `_refreshes_total`, `_load_wait_timeouts_total`, `_oversized_total`, `_table_evictions_total`, `_tables_forgotten_total` | counter | `namespace` |
 //! | `sqlx_cache_entries`, `sqlx_cache_bytes` | gauge | `namespace` |
 //! | `sqlx_cache_calls_total` | counter | `namespace`, `function`, `outcome` |
 //! | `sqlx_cache_load_duration_seconds` | histogram | `function` |
@@ -132,6 +132,18 @@ const COUNTERS: &[(&str, &str)] = &[
         "Misses served by another instance's load of the same key.",
     ),
     (
+        "sqlx_cache_served_stale_total",
+        "Reads served an entry past its TTL while another caller refreshed it.",
+    ),
+    (
+        "sqlx_cache_stale_on_error_total",
+        "Reads whose query failed, served the last good value.",
+    ),
+    (
+        "sqlx_cache_refreshes_total",
+        "Queries run to refresh an aging entry while others were served it.",
+    ),
+    (
         "sqlx_cache_load_wait_timeouts_total",
         "Callers that stopped waiting for another caller's load and ran their own query.",
     ),
@@ -181,6 +193,9 @@ impl Cache {
             s.freshness_checks,
             s.freshness_mismatches,
             s.lease_waits,
+            s.served_stale,
+            s.stale_on_error,
+            s.refreshes,
             s.load_wait_timeouts,
             s.oversized,
             s.table_evictions,

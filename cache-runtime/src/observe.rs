@@ -29,10 +29,15 @@ pub enum Outcome {
     /// The cache was not used: `ttl = false`, a disabled cache, a connection inside a
     /// transaction, or arguments that could not be keyed.
     Bypass,
+    /// Served from the cache past its TTL (within `swr`) while another caller refreshed it.
+    ServedStale,
+    /// The query failed: the last good value was served (within `stale_on_error`).
+    StaleOnError,
 }
 
 impl Outcome {
-    /// The outcome's name: `hit`, `miss`, `coalesced`, `stale`, `expired` or `bypass`.
+    /// The outcome's name: `hit`, `miss`, `coalesced`, `stale`, `expired`, `bypass`,
+    /// `served_stale` or `stale_on_error`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
@@ -41,13 +46,18 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Expired => "expired",
             Outcome::Bypass => "bypass",
+            Outcome::ServedStale => "served_stale",
+            Outcome::StaleOnError => "stale_on_error",
         }
     }
 
-    /// Whether the value came from the cache: a hit. (A coalesced call got another
-    /// caller's fresh query result, not a cached entry.)
+    /// Whether the value came from the cache: a hit, or an entry served past its TTL. (A
+    /// coalesced call got another caller's fresh query result, not a cached entry.)
     pub const fn served_from_cache(self) -> bool {
-        matches!(self, Outcome::Hit)
+        matches!(
+            self,
+            Outcome::Hit | Outcome::ServedStale | Outcome::StaleOnError
+        )
     }
 }
 
@@ -112,6 +122,9 @@ pub struct Served {
     pub stale: u32,
     /// Calls that did not use the cache.
     pub bypassed: u32,
+    /// Calls served an entry past its TTL: hits while another caller refreshed it (`swr`),
+    /// and misses whose query failed (`stale_on_error`).
+    pub served_stale: u32,
 }
 
 impl Served {
@@ -131,6 +144,9 @@ impl Served {
     /// cached at all.
     pub fn cache_status(&self, name: &str) -> String {
         let forward = if self.all_hits() {
+            if self.served_stale > 0 {
+                return format!("{name}; hit; detail=stale");
+            }
             return format!("{name}; hit");
         } else if self.bypassed > 0 || self.calls() == 0 {
             "bypass"
@@ -143,9 +159,12 @@ impl Served {
     }
 
     fn add(&mut self, outcome: Outcome) {
+        if matches!(outcome, Outcome::ServedStale | Outcome::StaleOnError) {
+            self.served_stale = self.served_stale.saturating_add(1);
+        }
         let n = match outcome {
-            Outcome::Hit => &mut self.hits,
-            Outcome::Miss | Outcome::Coalesced => &mut self.misses,
+            Outcome::Hit | Outcome::ServedStale => &mut self.hits,
+            Outcome::Miss | Outcome::Coalesced | Outcome::StaleOnError => &mut self.misses,
             Outcome::Stale | Outcome::Expired => &mut self.stale,
             Outcome::Bypass => &mut self.bypassed,
         };
@@ -157,6 +176,7 @@ impl Served {
         self.misses = self.misses.saturating_add(other.misses);
         self.stale = self.stale.saturating_add(other.stale);
         self.bypassed = self.bypassed.saturating_add(other.bypassed);
+        self.served_stale = self.served_stale.saturating_add(other.served_stale);
     }
 }
 
@@ -238,6 +258,10 @@ pub struct FunctionStats {
     pub freshness_checks: u64,
     /// Re-checks whose fresh value differed from the cached one, with no write in between.
     pub freshness_mismatches: u64,
+    /// Of the hits, entries served past their TTL while another caller refreshed them.
+    pub served_stale: u64,
+    /// Of the misses, those whose query failed and that were served the last good value.
+    pub stale_on_error: u64,
 }
 
 /// Counters per stripe: hits, misses, coalesced, stale, expired, bypassed, load nanos.
@@ -258,6 +282,9 @@ struct Function {
     stripes: Box<[Stripe]>,
     checks: AtomicU64,
     mismatches: AtomicU64,
+    /// Rare paths, counted atomically outside the stripes.
+    served_stale: AtomicU64,
+    stale_on_error: AtomicU64,
 }
 
 const OWNED: usize = crate::stats::OWNED;
@@ -268,6 +295,8 @@ impl Default for Function {
             stripes: (0..=OWNED).map(|_| Stripe::default()).collect(),
             checks: AtomicU64::new(0),
             mismatches: AtomicU64::new(0),
+            served_stale: AtomicU64::new(0),
+            stale_on_error: AtomicU64::new(0),
         }
     }
 }
@@ -340,6 +369,14 @@ impl Functions {
                 add(4, 1);
             }
             Outcome::Bypass => add(5, 1),
+            Outcome::ServedStale => {
+                add(0, 1);
+                function.served_stale.fetch_add(1, Relaxed);
+            }
+            Outcome::StaleOnError => {
+                add(1, 1);
+                function.stale_on_error.fetch_add(1, Relaxed);
+            }
         }
         if let Some(spent) = spent {
             add(6, u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX));
@@ -382,6 +419,8 @@ impl Functions {
                     load_micros: sum(6) / 1_000,
                     freshness_checks: function.checks.load(Relaxed),
                     freshness_mismatches: function.mismatches.load(Relaxed),
+                    served_stale: function.served_stale.load(Relaxed),
+                    stale_on_error: function.stale_on_error.load(Relaxed),
                 };
                 if stats.hits + stats.misses + stats.bypassed > 0 {
                     let id = u32::try_from(c * CHUNK + i).unwrap_or(u32::MAX);

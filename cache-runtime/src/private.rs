@@ -25,7 +25,16 @@ pub struct KeyArgs {
     error: Option<String>,
     uncached: bool,
     row: Option<i128>,
+    windows: Option<Partial>,
 }
+
+/// A function's own stale windows: `swr`, `stale_on_error`, `refresh_ahead`, each over the
+/// cache's setting when given.
+type Partial = (
+    Option<std::time::Duration>,
+    Option<std::time::Duration>,
+    Option<std::time::Duration>,
+);
 
 impl KeyArgs {
     #[inline]
@@ -36,7 +45,20 @@ impl KeyArgs {
             error: None,
             uncached: false,
             row: None,
+            windows: None,
         }
+    }
+
+    /// The function's stale windows (`swr`, `stale_on_error`, `refresh_ahead`), in place
+    /// of the cache's settings.
+    #[inline]
+    pub fn windows(
+        &mut self,
+        swr: Option<std::time::Duration>,
+        on_error: Option<std::time::Duration>,
+        ahead: Option<std::time::Duration>,
+    ) {
+        self.windows = Some((swr, on_error, ahead));
     }
 
     /// The read is of one row of its table, by this id (`None`: an id that is not an
@@ -81,6 +103,7 @@ impl KeyArgs {
             },
             uncached: self.uncached,
             row: self.row,
+            windows: self.windows,
         }
     }
 }
@@ -91,7 +114,27 @@ pub struct Call {
     key: Result<Key, String>,
     uncached: bool,
     row: Option<i128>,
+    windows: Option<Partial>,
 }
+
+impl Call {
+    fn windows(&self, cache: &Cache) -> Windows {
+        match self.windows {
+            None => cache.windows(),
+            Some((swr, on_error, ahead)) => cache.windows().with(swr, on_error, ahead),
+        }
+    }
+
+    #[inline]
+    fn early(&self, cache: &Cache) -> u64 {
+        match self.windows {
+            None => cache.early(),
+            Some(_) => self.windows(cache).early_nanos(),
+        }
+    }
+}
+
+pub use crate::stale::Windows;
 
 // ----- row-level invalidation: an id, by its type -----
 //
@@ -389,7 +432,7 @@ impl<O: LoadOutput> CachedHit<O> for Hit<O> {
     #[inline]
     fn hit(&self, cache: &Cache, call: &Call, ttl: &Ttl) -> Option<O> {
         match &call.key {
-            Ok(key) if !call.uncached => cache.memory_hit(key, ttl),
+            Ok(key) if !call.uncached => cache.memory_hit(key, ttl, call.early(cache)),
             _ => None,
         }
     }
@@ -419,9 +462,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = O>,
 {
+    let windows = call.windows(cache);
     let Some(id) = call.row.filter(|_| cache.settings().row_level) else {
         return cache
-            .slow_path(call.key, tables, ttl, call.uncached, loader)
+            .slow_path(call.key, tables, ttl, windows, call.uncached, loader)
             .await;
     };
     let tags: Vec<String> = tables
@@ -430,7 +474,7 @@ where
         .collect();
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     cache
-        .slow_path(call.key, &tags, ttl, call.uncached, loader)
+        .slow_path(call.key, &tags, ttl, windows, call.uncached, loader)
         .await
 }
 

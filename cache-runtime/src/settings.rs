@@ -116,6 +116,23 @@ pub struct Settings {
     /// follows whole tables. Processes sharing a backend may differ in this setting. Default
     /// `true`.
     pub row_level: bool,
+    /// Stale-while-revalidate, for reads that name none (`#[cached(swr = ...)]`): an
+    /// in-memory entry up to this long past its TTL is served to every caller while one
+    /// caller runs the query to refresh it. Never an entry a write has made stale. Default
+    /// 0: off.
+    #[serde(with = "duration")]
+    pub stale_while_revalidate: Duration,
+    /// Stale-on-error, for reads that name none (`#[cached(stale_on_error = ...)]`): when
+    /// the query fails, an in-memory entry up to this long past its TTL is served instead
+    /// of the error (counted in `Stats::stale_on_error`). Never an entry a write has made
+    /// stale. Default 0: off, the error is returned.
+    #[serde(with = "duration")]
+    pub stale_on_error: Duration,
+    /// Refresh-ahead, for reads that name none (`#[cached(refresh_ahead = ...)]`): an
+    /// in-memory entry read within this long of its TTL is refreshed by one caller while
+    /// the others are served it, so a hot key never expires. Default 0: off.
+    #[serde(with = "duration")]
+    pub refresh_ahead: Duration,
 }
 
 /// The longest `near_lease`: it bounds how long a stalled push leaves copies served.
@@ -142,6 +159,9 @@ impl Default for Settings {
             near_lease: Duration::from_millis(500),
             shared_single_flight: true,
             row_level: true,
+            stale_while_revalidate: Duration::ZERO,
+            stale_on_error: Duration::ZERO,
+            refresh_ahead: Duration::ZERO,
         }
     }
 }

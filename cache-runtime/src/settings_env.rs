@@ -59,6 +59,9 @@ fields!(
     near_lease,
     shared_single_flight,
     row_level,
+    stale_while_revalidate,
+    stale_on_error,
+    refresh_ahead,
 );
 
 impl Settings {

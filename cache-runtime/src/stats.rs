@@ -60,6 +60,15 @@ pub struct Stats {
     /// backend's lease, `Settings::shared_single_flight`) and were served its fill. Also
     /// counted in `coalesced`.
     pub lease_waits: u64,
+    /// Reads served an entry past its TTL (within `swr`) while another caller refreshed it
+    /// (stale-while-revalidate). Also counted in `hits`.
+    pub served_stale: u64,
+    /// Reads whose query failed and that were served the last good value instead (within
+    /// `stale_on_error` past its TTL, or still within it). Also counted in `misses`.
+    pub stale_on_error: u64,
+    /// Queries run to refresh an entry that was aging (refresh-ahead, or past its TTL with
+    /// a stale window) while other callers were served it. Also counted in `loads`.
+    pub refreshes: u64,
 }
 
 impl Stats {
@@ -92,9 +101,12 @@ pub(crate) enum Counter {
     FreshnessChecks,
     FreshnessMismatches,
     LeaseWaits,
+    ServedStale,
+    StaleOnError,
+    Refreshes,
 }
 
-const COUNTERS: usize = 16;
+const COUNTERS: usize = 19;
 /// Threads that get a stripe of their own (per cache), the first this many to count
 /// anything in this process.
 pub(crate) const OWNED: usize = 32;
@@ -184,6 +196,9 @@ impl Counters {
             freshness_checks: get(Counter::FreshnessChecks),
             freshness_mismatches: get(Counter::FreshnessMismatches),
             lease_waits: get(Counter::LeaseWaits),
+            served_stale: get(Counter::ServedStale),
+            stale_on_error: get(Counter::StaleOnError),
+            refreshes: get(Counter::Refreshes),
             // Counted by the tables themselves (`Cache::stats` fills it in).
             tables_forgotten: 0,
         }

@@ -70,6 +70,18 @@ impl Ttl {
 
     /// When an entry stored at `now` stops being served: `Ok(None)` means never,
     /// `Err(())` means do not store at all (bypass, zero duration or an instant in the past).
+    /// This TTL, `by` longer (an entry kept past its TTL, see `crate::stale`). One that
+    /// stores nothing (zero, a past instant) still stores nothing.
+    pub(crate) fn extended(self, by: Duration) -> Ttl {
+        match self {
+            Ttl::For(d) if !d.is_zero() => Ttl::For(d.saturating_add(by)),
+            Ttl::Until(at) if at > SystemTime::now() => {
+                Ttl::Until(at.checked_add(by).unwrap_or(at))
+            }
+            other => other,
+        }
+    }
+
     pub(crate) fn deadline(self, now: Instant) -> Result<Option<Instant>, ()> {
         match self {
             Ttl::Bypass => Err(()),

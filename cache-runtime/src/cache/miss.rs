@@ -13,6 +13,7 @@ use crate::flight::{Role, Shared, State};
 use crate::key::Key;
 use crate::observe::{self, Outcome};
 use crate::output::LoadOutput;
+use crate::stale::{Age, Windows};
 use crate::stats::Counter;
 use crate::store::{Captured, Lease};
 
@@ -27,6 +28,7 @@ impl Cache {
         key: Result<Key, String>,
         tables: &[&str],
         ttl: Ttl,
+        windows: Windows,
         uncached: bool,
         loader: F,
     ) -> O
@@ -58,7 +60,7 @@ impl Cache {
         let remote = !matches!(store, crate::store::AnyStore::Memory(_));
         if sampled || (remote && core.sample != 0 && observe::sample_due(core.sample)) {
             let before = store.capture(core, tables).await;
-            let cached = match store.hit::<O::Value>(core, &key) {
+            let cached = match store.hit::<O::Value>(core, &key, 0) {
                 Some(cached) => Some(cached),
                 None => store.lookup::<O::Value>(core, &key, tables).await,
             };
@@ -72,7 +74,7 @@ impl Cache {
             return O::from_value(value);
         }
         let discarded = discarded.or_else(observe::take_discard);
-        let (output, outcome) = self.load(key, tables, ttl, loader).await;
+        let (output, outcome) = self.load(key, tables, ttl, windows, loader).await;
         // Entries another instance's fill discarded while this one waited say nothing of
         // this call, nor of the next one on this thread.
         let _ = observe::take_discard();
@@ -140,7 +142,57 @@ impl Cache {
         O::from_value(fresh)
     }
 
-    async fn load<O, F, Fut>(&self, key: Key, tables: &[&str], ttl: Ttl, loader: F) -> (O, Outcome)
+    /// The load, and with `windows` (`crate::stale`): an aging entry served to the callers
+    /// that find another one refreshing it, and the last good value when the query fails.
+    async fn load<O, F, Fut>(
+        &self,
+        key: Key,
+        tables: &[&str],
+        ttl: Ttl,
+        windows: Windows,
+        loader: F,
+    ) -> (O, Outcome)
+    where
+        O: LoadOutput,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let (core, store) = (&self.inner.core, &self.inner.store);
+        if windows.is_none() || !store.keeps_stale() {
+            return self.load_fresh(key, tables, ttl, None, loader).await;
+        }
+        let serve = store
+            .peek::<O::Value>(&key)
+            .map(|(value, deadline)| (value, windows.age(deadline, Instant::now())))
+            .filter(|(_, age)| windows.serves_while_refreshing(*age));
+        let ttl = ttl.extended(windows.keep());
+        let (output, outcome) = self.load_fresh(key, tables, ttl, serve, loader).await;
+        match output.into_value() {
+            Ok(value) => (O::from_value(value), outcome),
+            // Looked up again: a write during the query makes the entry go.
+            Err(output) => match store.peek::<O::Value>(&key) {
+                Some((value, deadline))
+                    if windows.serves_on_error(windows.age(deadline, Instant::now())) =>
+                {
+                    core.counters.bump(Counter::StaleOnError);
+                    (O::from_value(value), Outcome::StaleOnError)
+                }
+                _ => (output, outcome),
+            },
+        }
+    }
+
+    /// Runs the query (or shares another caller's run) and stores its value. `serve`: an
+    /// aging entry (and its age) that a caller finding another one refreshing the key is
+    /// served at once instead of waiting.
+    async fn load_fresh<O, F, Fut>(
+        &self,
+        key: Key,
+        tables: &[&str],
+        ttl: Ttl,
+        serve: Option<(O::Value, Age)>,
+        loader: F,
+    ) -> (O, Outcome)
     where
         O: LoadOutput,
         F: FnOnce() -> Fut,
@@ -148,12 +200,33 @@ impl Cache {
     {
         let (core, store) = (&self.inner.core, &self.inner.store);
         let counters = &core.counters;
-        counters.bump(Counter::Misses);
         let max_wait = core.settings.max_load_wait;
+        let mut counted = false;
         loop {
             // Captured before the query runs: a write that completes after this point
             // bumps a version, and whatever this load stores is stale from then on.
             let captured = store.capture(core, tables).await;
+            if let Some((value, age)) = &serve
+                && core.flights.running(&key, &captured.versions, max_wait)
+            {
+                // Another caller is refreshing the key: served the entry, not a wait.
+                counters.bump(Counter::Hits);
+                let outcome = match age {
+                    Age::Fresh => Outcome::Hit,
+                    Age::Expired(_) => {
+                        counters.bump(Counter::ServedStale);
+                        Outcome::ServedStale
+                    }
+                };
+                return (O::from_value(value.clone()), outcome);
+            }
+            if !counted {
+                counted = true;
+                counters.bump(Counter::Misses);
+                if serve.is_some() {
+                    counters.bump(Counter::Refreshes);
+                }
+            }
             if captured.unknown {
                 // Versions unknown: the load cannot tell whether a write came between it
                 // and another caller's, so it shares no flight (and stores nothing).
@@ -244,7 +317,7 @@ impl Cache {
                     State::Abandoned => {
                         // The leader panicked or was cancelled: someone else may have
                         // stored the value meanwhile; otherwise elect a new leader.
-                        if let Some(value) = store.hit::<O::Value>(core, &key) {
+                        if let Some(value) = store.hit::<O::Value>(core, &key, 0) {
                             return (O::from_value(value), Outcome::Hit);
                         }
                         let found = Box::pin(store.lookup::<O::Value>(core, &key, tables));

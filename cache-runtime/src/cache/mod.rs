@@ -185,6 +185,18 @@ impl Cache {
         Key::build_in(self.inner.core.namespace, scope, args)
     }
 
+    /// The stale windows of a read that names none: the settings'.
+    pub(crate) fn windows(&self) -> crate::stale::Windows {
+        self.inner.core.windows
+    }
+
+    /// How long before the deadline an entry stops being a plain hit, for reads that name
+    /// no stale windows (`crate::stale`).
+    #[inline]
+    pub(crate) fn early(&self) -> u64 {
+        self.inner.core.early
+    }
+
     /// The key of arguments written into `builder`, in this cache's namespace.
     pub(crate) fn key_from(&self, builder: KeyBuilder, scope: u32) -> Key {
         builder.finish(self.inner.core.namespace, scope)
@@ -226,13 +238,15 @@ impl Cache {
         let mut slow = None;
         std::future::poll_fn(move |cx| {
             if let Some((key, loader)) = start.take() {
-                if let Some(hit) = self.memory_hit(&key, &ttl) {
+                let windows = self.inner.core.windows;
+                if let Some(hit) = self.memory_hit(&key, &ttl, self.early()) {
                     return Poll::Ready(hit);
                 }
                 slow = Some(Box::pin(self.slow_path(
                     Ok(key),
                     tables,
                     ttl,
+                    windows,
                     false,
                     loader,
                 )));
@@ -254,7 +268,7 @@ impl Cache {
     /// `None` for anything else (a miss, a remote store, a bypass), which
     /// [`Cache::slow_path`] handles.
     #[inline]
-    pub(crate) fn memory_hit<O: LoadOutput>(&self, key: &Key, ttl: &Ttl) -> Option<O> {
+    pub(crate) fn memory_hit<O: LoadOutput>(&self, key: &Key, ttl: &Ttl, early: u64) -> Option<O> {
         if !self.caches(ttl) {
             return None;
         }
@@ -265,7 +279,7 @@ impl Cache {
             return None;
         }
         let started = crate::observe::start_hit();
-        let value = store.hit::<O::Value>(core, key)?;
+        let value = store.hit::<O::Value>(core, key, early)?;
         crate::observe::record_hit(&core.functions, key, started);
         Some(O::from_value(value))
     }

@@ -165,6 +165,9 @@ pub(crate) enum Lookup<V> {
     Miss,
     /// An entry that may no longer be served; it was removed.
     Fault(Counter),
+    /// An entry still usable, but within `early` of its deadline: not a plain hit (see
+    /// `crate::stale`). It was left in place.
+    Aging,
     /// An entry holding another type (one key reused for two value types by hand); it was
     /// removed.
     WrongType,
@@ -271,10 +274,11 @@ impl ClockMap {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads `key`: a clone of its value if it holds a `V` that may still be served.
-    /// Entries that may not are removed.
+    /// Reads `key`: a clone of its value if it holds a `V` that may still be served, and
+    /// is not within `early` nanoseconds of its deadline (then [`Lookup::Aging`]). Entries
+    /// that may not be served are removed.
     #[inline]
-    pub(crate) fn get<V: Clone + 'static>(&self, key: &Key) -> Lookup<V> {
+    pub(crate) fn get<V: Clone + 'static>(&self, key: &Key, early: u64) -> Lookup<V> {
         let guard = self.map.guard();
         let Some(slot) = self.map.get(key, &guard) else {
             return Lookup::Miss;
@@ -282,6 +286,12 @@ impl ClockMap {
         if let Some(counter) = slot.fault(Instant::now) {
             self.remove_exact(key, slot, &guard);
             return Lookup::Fault(counter);
+        }
+        if early != 0
+            && slot.deadline != 0
+            && nanos_since_epoch(Instant::now()).saturating_add(1 + early) >= slot.deadline
+        {
+            return Lookup::Aging;
         }
         // Load first: a hit on an entry already marked writes nothing.
         let state = slot.state.load(Ordering::Relaxed);
@@ -305,6 +315,25 @@ impl ClockMap {
         }
         self.remove_exact(key, slot, &guard);
         Lookup::WrongType
+    }
+
+    /// `key`'s value and the deadline it is kept until, if it may still be served, whatever
+    /// how close to that deadline: for a read that serves an aging entry. Nothing is
+    /// removed or marked.
+    pub(crate) fn peek<V: Clone + 'static>(&self, key: &Key) -> Option<(V, Option<Instant>)> {
+        let guard = self.map.guard();
+        let slot = self.map.get(key, &guard)?;
+        if slot.fault(Instant::now).is_some() {
+            return None;
+        }
+        let deadline = (slot.deadline != 0)
+            .then(|| epoch() + std::time::Duration::from_nanos(slot.deadline - 1));
+        if let Some(value) = slot.value.downcast_ref::<V>() {
+            return Some((value.clone(), deadline));
+        }
+        let OutOfLine(id) = slot.value.downcast_ref::<OutOfLine>()?;
+        let value = self.heavy_table().get(id).cloned()?;
+        Some((value.downcast_ref::<V>()?.clone(), deadline))
     }
 
     fn heavy_table(&self) -> MutexGuard<'_, HashMap<u64, Arc<dyn Any + Send + Sync>>> {
@@ -544,7 +573,7 @@ mod tests {
     }
 
     fn hit(store: &ClockMap, i: u64) -> Option<u64> {
-        match store.get::<u64>(&key(i)) {
+        match store.get::<u64>(&key(i), 0) {
             Lookup::Hit(v) => Some(v),
             _ => None,
         }
@@ -620,20 +649,20 @@ mod tests {
             Inserted::Stored { .. }
         ));
         assert!(matches!(s.insert(b, slot(2, &tables)), Inserted::Collision));
-        assert!(matches!(s.get::<u64>(&b), Lookup::Miss));
-        assert!(matches!(s.get::<u64>(&a), Lookup::Hit(1)));
+        assert!(matches!(s.get::<u64>(&b, 0), Lookup::Miss));
+        assert!(matches!(s.get::<u64>(&a, 0), Lookup::Hit(1)));
         assert_eq!(s.len(), 1);
         // Removing `b` by key leaves `a`, which has its hash.
         s.remove(&b);
-        assert!(matches!(s.get::<u64>(&a), Lookup::Hit(1)));
+        assert!(matches!(s.get::<u64>(&a, 0), Lookup::Hit(1)));
         // Once `a` is gone, `b` may take the hash.
         s.remove(&a);
         assert!(matches!(
             s.insert(b, slot(2, &tables)),
             Inserted::Stored { evicted: 0 }
         ));
-        assert!(matches!(s.get::<u64>(&b), Lookup::Hit(2)));
-        assert!(matches!(s.get::<u64>(&a), Lookup::Miss));
+        assert!(matches!(s.get::<u64>(&b, 0), Lookup::Hit(2)));
+        assert!(matches!(s.get::<u64>(&a, 0), Lookup::Miss));
     }
 
     /// Mechanism: `remove_exact` removes only the entry that was read. Without the
@@ -648,7 +677,7 @@ mod tests {
         s.insert(key(1), slot(11, &tables)); // refilled meanwhile
         s.remove_exact(&key(1), old, &guard);
         drop(guard);
-        assert!(matches!(s.get::<u64>(&key(1)), Lookup::Hit(11)));
+        assert!(matches!(s.get::<u64>(&key(1), 0), Lookup::Hit(11)));
         s.remove_exact(&key(1), &slot(0, &tables), &s.map.guard());
         assert_eq!(s.len(), 1);
     }
@@ -658,12 +687,12 @@ mod tests {
         let tables = Tables::<u64>::new(usize::MAX, usize::MAX);
         let s = ClockMap::new(10, usize::MAX);
         s.insert(key(1), slot(1, &tables));
-        assert!(matches!(s.get::<String>(&key(1)), Lookup::WrongType));
+        assert!(matches!(s.get::<String>(&key(1), 0), Lookup::WrongType));
         assert_eq!(s.len(), 0);
         s.insert(key(1), slot(1, &tables));
         tables.get("t").bump();
         assert!(matches!(
-            s.get::<u64>(&key(1)),
+            s.get::<u64>(&key(1), 0),
             Lookup::Fault(Counter::Stale)
         ));
         assert_eq!(s.len(), 0);
@@ -673,7 +702,7 @@ mod tests {
             Slot::new(Box::new(2u64), 100, Some(past), Tags::Many(Box::new([]))),
         );
         assert!(matches!(
-            s.get::<u64>(&key(2)),
+            s.get::<u64>(&key(2), 0),
             Lookup::Fault(Counter::Expired)
         ));
         // Freed positions are taken again: ten more entries fit without eviction.
@@ -732,7 +761,7 @@ mod tests {
             )
         };
         s.insert(key(1), heavy());
-        assert!(matches!(s.get::<Arc<()>>(&key(1)), Lookup::Hit(_)));
+        assert!(matches!(s.get::<Arc<()>>(&key(1), 0), Lookup::Hit(_)));
         assert_eq!(Arc::strong_count(&value), 2);
         s.insert(key(1), heavy()); // replaced: the first is dropped at once
         assert_eq!(Arc::strong_count(&value), 2);

@@ -88,13 +88,14 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     #[inline]
-    fn hit<V: CacheValue>(&self, core: &Core, key: &Key) -> Option<V> {
-        match self.map.get::<V>(key) {
+    fn hit<V: CacheValue>(&self, core: &Core, key: &Key, early: u64) -> Option<V> {
+        match self.map.get::<V>(key, early) {
             Lookup::Hit(value) => {
                 core.counters.bump(Counter::Hits);
                 Some(value)
             }
-            Lookup::Miss => None,
+            // The miss path serves it or refreshes it (`crate::stale`).
+            Lookup::Miss | Lookup::Aging => None,
             Lookup::Fault(counter) => {
                 core.counters.discarded(counter);
                 None
@@ -104,6 +105,10 @@ impl Store for MemoryStore {
                 None
             }
         }
+    }
+
+    fn peek<V: CacheValue>(&self, key: &Key) -> Option<(V, Option<Instant>)> {
+        self.map.peek(key)
     }
 
     /// Everything in memory was answered by [`MemoryStore::hit`].

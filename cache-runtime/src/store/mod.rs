@@ -57,6 +57,10 @@ pub(crate) struct Core {
     pub(crate) failures: LogGate,
     /// Whether an oversized value was logged (once per cache).
     oversized_logged: AtomicBool,
+    /// The settings' stale windows, for reads that name none.
+    pub(crate) windows: crate::stale::Windows,
+    /// `windows.early_nanos()`, for the hit path.
+    pub(crate) early: u64,
 }
 
 /// The shortest time between two warnings about one kind of backend failure: an outage
@@ -104,6 +108,8 @@ impl LogGate {
 impl Core {
     pub(crate) fn new(settings: Settings) -> Core {
         Core {
+            windows: crate::stale::Windows::from_settings(&settings),
+            early: crate::stale::Windows::from_settings(&settings).early_nanos(),
             sample: crate::observe::threshold(settings.freshness_sample),
             prefix: format!("{}:", settings.namespace),
             namespace: Namespace::intern(&settings.namespace),
@@ -246,8 +252,16 @@ impl Remote {
 /// The contract of a store, one implementation per mode. Methods that wait are `async`;
 /// `hit` answers an in-memory hit in the caller's own poll.
 pub(crate) trait Store: Send + Sync + 'static {
-    /// An entry that may be served right now without waiting, if this store has one.
-    fn hit<V: CacheValue>(&self, core: &Core, key: &Key) -> Option<V>;
+    /// An entry that may be served right now without waiting, if this store has one and
+    /// it is not within `early` nanoseconds of the deadline it is kept until.
+    fn hit<V: CacheValue>(&self, core: &Core, key: &Key, early: u64) -> Option<V>;
+
+    /// An entry that may still be served, however close to the deadline it is kept until,
+    /// and that deadline: what `crate::stale` serves past a TTL. Only the in-memory store
+    /// keeps entries past their TTL.
+    fn peek<V: CacheValue>(&self, _key: &Key) -> Option<(V, Option<Instant>)> {
+        None
+    }
 
     /// An entry found by waiting (a remote store), if any; `tables` are the read's tables.
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V>;
@@ -317,8 +331,18 @@ macro_rules! each {
 
 impl AnyStore {
     #[inline]
-    pub(crate) fn hit<V: CacheValue>(&self, core: &Core, key: &Key) -> Option<V> {
-        each!(self, s => s.hit(core, key))
+    pub(crate) fn hit<V: CacheValue>(&self, core: &Core, key: &Key, early: u64) -> Option<V> {
+        each!(self, s => s.hit(core, key, early))
+    }
+
+    pub(crate) fn peek<V: CacheValue>(&self, key: &Key) -> Option<(V, Option<Instant>)> {
+        each!(self, s => s.peek(key))
+    }
+
+    /// Whether this store keeps entries past their TTL for `crate::stale` (the in-memory
+    /// one).
+    pub(crate) fn keeps_stale(&self) -> bool {
+        matches!(self, AnyStore::Memory(_))
     }
 
     pub(crate) async fn lookup<V: CacheValue>(

@@ -136,11 +136,11 @@ fn copy_ttl(expires_at_ms: Option<u64>) -> Ttl {
 
 impl Store for NearStore {
     #[inline]
-    fn hit<V: CacheValue>(&self, core: &Core, key: &Key) -> Option<V> {
+    fn hit<V: CacheValue>(&self, core: &Core, key: &Key, early: u64) -> Option<V> {
         if !self.push.live() {
             return None;
         }
-        self.local.hit(core, key)
+        self.local.hit(core, key, early)
     }
 
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {

@@ -30,7 +30,7 @@ impl PlainStore {
 }
 
 impl Store for PlainStore {
-    fn hit<V: CacheValue>(&self, _: &Core, _: &Key) -> Option<V> {
+    fn hit<V: CacheValue>(&self, _: &Core, _: &Key, _: u64) -> Option<V> {
         None
     }
 

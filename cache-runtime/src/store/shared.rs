@@ -344,7 +344,7 @@ impl SharedStore {
 }
 
 impl Store for SharedStore {
-    fn hit<V: CacheValue>(&self, _: &Core, _: &Key) -> Option<V> {
+    fn hit<V: CacheValue>(&self, _: &Core, _: &Key, _: u64) -> Option<V> {
         None
     }
 

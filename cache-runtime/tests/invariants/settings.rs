@@ -175,6 +175,7 @@ mod round_trip {
                 proptest::option::of("redis://[a-z0-9.]{1,12}:[0-9]{1,5}"),
             ),
             (any::<bool>(), duration(), any::<bool>(), any::<bool>()),
+            (duration(), duration(), duration()),
         )
             .prop_map(
                 |(
@@ -185,6 +186,7 @@ mod round_trip {
                     (bt, lw),
                     (sample, redis_url),
                     (near_cache, near_lease, shared_single_flight, row_level),
+                    (stale_while_revalidate, stale_on_error, refresh_ahead),
                 )| {
                     Settings {
                         namespace,
@@ -205,6 +207,9 @@ mod round_trip {
                         near_lease,
                         shared_single_flight,
                         row_level,
+                        stale_while_revalidate,
+                        stale_on_error,
+                        refresh_ahead,
                     }
                 },
             )

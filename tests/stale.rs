@@ -1,0 +1,292 @@
+//! Serving past the TTL (`cache_runtime` `stale` windows): stale-while-revalidate,
+//! refresh-ahead and stale-on-error, per function and from `Settings`. Each test names the
+//! mechanism whose removal makes it fail. An entry a write has made stale is never served,
+//! whatever the windows.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_runtime::{Cache, Outcome, Settings, cached, observe};
+use tokio::sync::Semaphore;
+
+/// What the "database" returns: a value, whether it fails, and a gate a load waits at.
+struct Source {
+    value: AtomicU64,
+    fail: AtomicBool,
+    gated: AtomicBool,
+    gate: Arc<Semaphore>,
+    loads: AtomicU64,
+}
+
+impl Source {
+    async fn read(&self) -> Result<u64, String> {
+        self.loads.fetch_add(1, SeqCst);
+        if self.gated.load(SeqCst) {
+            let _permit = self.gate.acquire().await.map_err(|e| e.to_string())?;
+        }
+        if self.fail.load(SeqCst) {
+            return Err("the database is down".to_owned());
+        }
+        Ok(self.value.load(SeqCst))
+    }
+}
+
+#[cached(table = "st_swr", ttl = "100ms", swr = "10s", skip(src))]
+async fn with_swr(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+#[cached(table = "st_plain", ttl = "100ms", skip(src))]
+async fn without_windows(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+#[cached(table = "st_ahead", ttl = "600ms", refresh_ahead = "500ms", skip(src))]
+async fn with_ahead(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+#[cached(table = "st_error", ttl = "100ms", stale_on_error = "10s", skip(src))]
+async fn with_stale_on_error(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+#[cached(
+    table = "st_error_short",
+    ttl = "50ms",
+    stale_on_error = "100ms",
+    skip(src)
+)]
+async fn with_short_stale_on_error(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+#[cached(table = "st_settings", ttl = "100ms", skip(src))]
+async fn from_settings(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+fn cache() -> Cache {
+    Cache::new(Settings::default()).expect("valid settings")
+}
+
+fn source(value: u64) -> Arc<Source> {
+    Arc::new(Source {
+        value: AtomicU64::new(value),
+        fail: AtomicBool::new(false),
+        gated: AtomicBool::new(false),
+        gate: Arc::new(Semaphore::new(0)),
+        loads: AtomicU64::new(0),
+    })
+}
+
+/// Starts a refresh that waits at the gate; returns once it is waiting there.
+async fn start_gated_refresh<F, Fut>(
+    src: &Arc<Source>,
+    call: F,
+) -> tokio::task::JoinHandle<Result<u64, String>>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, String>> + Send + 'static,
+{
+    src.gated.store(true, SeqCst);
+    let before = src.loads.load(SeqCst);
+    let task = tokio::spawn(call());
+    let started = std::time::Instant::now();
+    while src.loads.load(SeqCst) == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the call ran no query: it was served without a refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    task
+}
+
+/// Mechanism: a caller that finds another one refreshing an entry past its TTL (within
+/// `swr`) is served the entry at once (`cache::miss::load_fresh`, `Flights::running`).
+/// Without it, the second caller waited for the refresh, and the gate never opened.
+#[tokio::test]
+async fn past_its_ttl_an_entry_is_served_while_one_caller_refreshes_it() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(with_swr(&cache, &src, 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.value.store(2, SeqCst);
+
+    let refresh = start_gated_refresh(&src, {
+        let (cache, src) = (cache.clone(), src.clone());
+        move || async move { with_swr(&cache, &src, 1).await }
+    })
+    .await;
+    let (value, served) = observe(async {
+        tokio::time::timeout(Duration::from_secs(5), with_swr(&cache, &src, 1)).await
+    })
+    .await;
+    assert_eq!(
+        value.expect("served without waiting for the refresh"),
+        Ok(1)
+    );
+    assert_eq!((served.hits, served.served_stale), (1, 1));
+    assert_eq!(cache.stats().served_stale, 1);
+
+    src.gate.add_permits(1);
+    assert_eq!(refresh.await.expect("the refresh"), Ok(2));
+    assert_eq!(
+        with_swr(&cache, &src, 1).await,
+        Ok(2),
+        "the refreshed entry"
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.refreshes, stats.loads), (1, 2), "{stats:?}");
+}
+
+/// Without windows, an expired entry is never served: the second caller waits for the
+/// first one's load.
+#[tokio::test]
+async fn without_windows_an_expired_entry_is_not_served() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(without_windows(&cache, &src, 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.value.store(2, SeqCst);
+    let refresh = start_gated_refresh(&src, {
+        let (cache, src) = (cache.clone(), src.clone());
+        move || async move { without_windows(&cache, &src, 1).await }
+    })
+    .await;
+    let second = tokio::spawn({
+        let (cache, src) = (cache.clone(), src.clone());
+        async move { without_windows(&cache, &src, 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !second.is_finished(),
+        "the second caller waits for the load"
+    );
+    src.gate.add_permits(1);
+    assert_eq!(refresh.await.expect("the load"), Ok(2));
+    assert_eq!(second.await.expect("the second caller"), Ok(2));
+}
+
+/// Mechanism: `peek` checks the entry's table versions. An entry a write has made stale is
+/// never served, even within `swr`: the second caller waits for the refresh.
+#[tokio::test]
+async fn an_entry_stale_by_a_write_is_never_served() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(with_swr(&cache, &src, 2).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.value.store(2, SeqCst);
+    cache.invalidate(&["st_swr"]).await;
+
+    let refresh = start_gated_refresh(&src, {
+        let (cache, src) = (cache.clone(), src.clone());
+        move || async move { with_swr(&cache, &src, 2).await }
+    })
+    .await;
+    let second = tokio::spawn({
+        let (cache, src) = (cache.clone(), src.clone());
+        async move { with_swr(&cache, &src, 2).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!second.is_finished(), "nothing stale to serve: it waits");
+    src.gate.add_permits(1);
+    assert_eq!(refresh.await.expect("the load"), Ok(2));
+    assert_eq!(second.await.expect("the second caller"), Ok(2));
+    assert_eq!(cache.stats().served_stale, 0);
+}
+
+/// Mechanism: within `refresh_ahead` of its TTL an entry is no plain hit
+/// (`ClockMap::get`'s `early`): one caller refreshes it while the others hit.
+#[tokio::test]
+async fn refresh_ahead_refreshes_before_the_ttl_while_others_hit() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(with_ahead(&cache, &src, 1).await, Ok(1));
+    assert_eq!(
+        with_ahead(&cache, &src, 1).await,
+        Ok(1),
+        "a plain hit at first"
+    );
+    assert_eq!(src.loads.load(SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    src.value.store(2, SeqCst);
+
+    let refresh = start_gated_refresh(&src, {
+        let (cache, src) = (cache.clone(), src.clone());
+        move || async move { with_ahead(&cache, &src, 1).await }
+    })
+    .await;
+    let (value, served) = observe(with_ahead(&cache, &src, 1)).await;
+    assert_eq!(value, Ok(1), "within its TTL: served");
+    assert_eq!((served.hits, served.served_stale), (1, 0));
+    src.gate.add_permits(1);
+    assert_eq!(refresh.await.expect("the refresh"), Ok(2));
+    assert_eq!(cache.stats().refreshes, 1);
+}
+
+/// Mechanism: a failed query serves the last good value within `stale_on_error`
+/// (`cache::miss::load`), and never one a write has made stale.
+#[tokio::test]
+async fn a_failed_query_serves_the_last_good_value_unless_a_write_came() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(with_stale_on_error(&cache, &src, 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.fail.store(true, SeqCst);
+    let (value, served) = observe(with_stale_on_error(&cache, &src, 1)).await;
+    assert_eq!(value, Ok(1), "the last good value");
+    assert_eq!(served.served_stale, 1);
+    assert_eq!(cache.stats().stale_on_error, 1);
+    let f = cache.function_stats();
+    assert_eq!(f[0].stale_on_error, 1);
+
+    cache.invalidate(&["st_error"]).await;
+    assert!(
+        with_stale_on_error(&cache, &src, 1).await.is_err(),
+        "after a write, the error"
+    );
+}
+
+/// Past the `stale_on_error` window the error is returned.
+#[tokio::test]
+async fn past_its_window_the_error_is_returned() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(with_short_stale_on_error(&cache, &src, 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    src.fail.store(true, SeqCst);
+    assert_eq!(
+        with_short_stale_on_error(&cache, &src, 1).await,
+        Ok(1),
+        "within it"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(with_short_stale_on_error(&cache, &src, 1).await.is_err());
+}
+
+/// Mechanism: `Settings::stale_on_error` applies to reads that name no window
+/// (`Core::windows`).
+#[tokio::test]
+async fn settings_give_the_windows_of_reads_that_name_none() {
+    let cache = Cache::new(Settings {
+        stale_on_error: Duration::from_secs(10),
+        ..Settings::default()
+    })
+    .expect("valid settings");
+    let src = source(7);
+    assert_eq!(from_settings(&cache, &src, 1).await, Ok(7));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.fail.store(true, SeqCst);
+    assert_eq!(from_settings(&cache, &src, 1).await, Ok(7));
+    // The default cache: off.
+    let (plain, src) = (self::cache(), source(7));
+    assert_eq!(from_settings(&plain, &src, 1).await, Ok(7));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.fail.store(true, SeqCst);
+    assert!(from_settings(&plain, &src, 1).await.is_err());
+}
+
+/// The outcome names of the two new paths, for logs and metrics.
+#[test]
+fn outcomes_are_named() {
+    assert_eq!(Outcome::ServedStale.as_str(), "served_stale");
+    assert_eq!(Outcome::StaleOnError.as_str(), "stale_on_error");
+    assert!(Outcome::ServedStale.served_from_cache());
+}
