@@ -215,8 +215,15 @@ async fn refresh_ahead_refreshes_before_the_ttl_while_others_hit() {
         move || async move { with_ahead(&cache, &src, 1).await }
     })
     .await;
-    let (value, served) = observe(with_ahead(&cache, &src, 1)).await;
-    assert_eq!(value, Ok(1), "within its TTL: served");
+    let (value, served) = observe(async {
+        tokio::time::timeout(Duration::from_secs(5), with_ahead(&cache, &src, 1)).await
+    })
+    .await;
+    assert_eq!(
+        value.expect("served without waiting"),
+        Ok(1),
+        "within its TTL"
+    );
     assert_eq!((served.hits, served.served_stale), (1, 0));
     src.gate.add_permits(1);
     assert_eq!(refresh.await.expect("the refresh"), Ok(2));
@@ -243,6 +250,24 @@ async fn a_failed_query_serves_the_last_good_value_unless_a_write_came() {
         with_stale_on_error(&cache, &src, 1).await.is_err(),
         "after a write, the error"
     );
+}
+
+/// Mechanism: the entry is looked up again when the query fails, versions checked
+/// (`ClockMap::peek`): a write during the failed query makes the error the answer.
+#[tokio::test]
+async fn a_write_during_the_failed_query_makes_the_error_the_answer() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(with_stale_on_error(&cache, &src, 2).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.fail.store(true, SeqCst);
+    let failing = start_gated_refresh(&src, {
+        let (cache, src) = (cache.clone(), src.clone());
+        move || async move { with_stale_on_error(&cache, &src, 2).await }
+    })
+    .await;
+    cache.invalidate(&["st_error"]).await;
+    src.gate.add_permits(1);
+    assert!(failing.await.expect("the call").is_err());
 }
 
 /// Past the `stale_on_error` window the error is returned.
