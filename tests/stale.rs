@@ -37,6 +37,13 @@ async fn with_swr(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
     src.read().await
 }
 
+/// As `with_swr`, on a table of its own: an invalidation reaches every cache of the
+/// process, and tests run in parallel.
+#[cached(table = "st_swr_written", ttl = "100ms", swr = "10s", skip(src))]
+async fn with_swr_written(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
 #[cached(table = "st_plain", ttl = "100ms", skip(src))]
 async fn without_windows(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
     src.read().await
@@ -59,6 +66,16 @@ async fn with_stale_on_error(cache: &Cache, src: &Source, id: u32) -> Result<u64
     skip(src)
 )]
 async fn with_short_stale_on_error(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+#[cached(
+    table = "st_error_written",
+    ttl = "100ms",
+    stale_on_error = "10s",
+    skip(src)
+)]
+async fn with_stale_on_error_written(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
     src.read().await
 }
 
@@ -173,19 +190,19 @@ async fn without_windows_an_expired_entry_is_not_served() {
 #[tokio::test]
 async fn an_entry_stale_by_a_write_is_never_served() {
     let (cache, src) = (cache(), source(1));
-    assert_eq!(with_swr(&cache, &src, 2).await, Ok(1));
+    assert_eq!(with_swr_written(&cache, &src, 2).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(150)).await;
     src.value.store(2, SeqCst);
-    cache.invalidate(&["st_swr"]).await;
+    cache.invalidate(&["st_swr_written"]).await;
 
     let refresh = start_gated_refresh(&src, {
         let (cache, src) = (cache.clone(), src.clone());
-        move || async move { with_swr(&cache, &src, 2).await }
+        move || async move { with_swr_written(&cache, &src, 2).await }
     })
     .await;
     let second = tokio::spawn({
         let (cache, src) = (cache.clone(), src.clone());
-        async move { with_swr(&cache, &src, 2).await }
+        async move { with_swr_written(&cache, &src, 2).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!second.is_finished(), "nothing stale to serve: it waits");
@@ -257,15 +274,15 @@ async fn a_failed_query_serves_the_last_good_value_unless_a_write_came() {
 #[tokio::test]
 async fn a_write_during_the_failed_query_makes_the_error_the_answer() {
     let (cache, src) = (cache(), source(1));
-    assert_eq!(with_stale_on_error(&cache, &src, 2).await, Ok(1));
+    assert_eq!(with_stale_on_error_written(&cache, &src, 2).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(150)).await;
     src.fail.store(true, SeqCst);
     let failing = start_gated_refresh(&src, {
         let (cache, src) = (cache.clone(), src.clone());
-        move || async move { with_stale_on_error(&cache, &src, 2).await }
+        move || async move { with_stale_on_error_written(&cache, &src, 2).await }
     })
     .await;
-    cache.invalidate(&["st_error"]).await;
+    cache.invalidate(&["st_error_written"]).await;
     src.gate.add_permits(1);
     assert!(failing.await.expect("the call").is_err());
 }
