@@ -692,9 +692,8 @@ async fn foreign_values_under_version_and_tracking_keys_are_replaced() {
     raw.set(&format!("{{{ns}}}:v"), b"not a hash".to_vec(), None)
         .await
         .unwrap();
-    // `user_name` reads one row by id: it is tracked under the table's all-rows tag.
     raw.set(
-        &format!("{{{ns}:k:users#}}"),
+        &format!("{{{ns}:k:users}}"),
         b"not a sorted set".to_vec(),
         None,
     )
@@ -702,14 +701,14 @@ async fn foreign_values_under_version_and_tracking_keys_are_replaced() {
     .unwrap();
     assert_eq!(name_of(&cache, &pool).await, "ada");
     assert_eq!(name_of(&cache, &pool).await, "ada");
-    assert_eq!(raw.tracked(&ns, "users#").await.unwrap(), 1);
+    assert_eq!(raw.tracked(&ns, "users").await.unwrap(), 1);
     rename(&cache, &pool, 1, "lovelace").await.unwrap();
     assert_eq!(name_of(&cache, &pool).await, "lovelace");
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("HSET")
         .arg(format!("{{{ns}}}:v"))
-        .arg("users#")
+        .arg("users")
         .arg("99999999999999999999999")
         .query_async::<()>(&mut conn)
         .await

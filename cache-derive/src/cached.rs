@@ -325,9 +325,13 @@ fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<CachedFn
     args.tables = read_set(cx, args.tables.take(), &args.also, &analysis);
     let body = body::of(item);
     // A read of one row by id, of the one table it reads: it follows that row.
+    // All of its SQL seen: a helper it awaits may read other rows.
     let row = match (&args.tables, &analysis.row_read, &body) {
         (Some(Tables::Listed(list)), Some((table, value)), Some(body))
-            if body.self_name == "self" && list.len() == 1 && list[0].value() == *table =>
+            if analysis.complete()
+                && body.self_name == "self"
+                && list.len() == 1
+                && list[0].value() == *table =>
         {
             row_arg::param_value(value, sig, &item.block)
         }

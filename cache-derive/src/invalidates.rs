@@ -163,7 +163,7 @@ struct Write<'a> {
     self_fields: Vec<FieldPath>,
     /// The rows the SQL writes: a table's name and the id of a row, or `None` when a
     /// statement's rows are unknown.
-    rows: Vec<(LitStr, Option<TokenStream>)>,
+    rows: Vec<(LitStr, Option<TokenStream>, bool)>,
 }
 
 /// Checks the declared tables against the SQL's writes, or infers them from it. Returns
@@ -173,7 +173,7 @@ fn write_set(
     cx: &mut Ctxt,
     args: &mut Args,
     block: &syn::Block,
-) -> Vec<(String, Option<syn::Expr>)> {
+) -> Vec<(String, Option<syn::Expr>, bool)> {
     if let (Some(_), Some(first)) = (&args.tables_expr, args.also.first()) {
         cx.error_spanned_by(
             first,
@@ -254,19 +254,19 @@ fn check<'a>(cx: &mut Ctxt, mut args: Args, item: &'a ItemFn) -> Option<Write<'a
     // row written when it is a value the body binds as given (`None`: the whole table).
     let mut rows = Vec::new();
     if body.self_name == "self" {
-        for (table, value) in &written {
+        for (table, value, insert) in &written {
             let value = value
                 .as_ref()
                 .and_then(|v| row_arg::param_value(v, &item.sig, &item.block));
             let lit = LitStr::new(table, proc_macro2::Span::call_site());
             for variant in sql::tag_variants(&[lit]) {
-                rows.push((variant, value.clone()));
+                rows.push((variant, value.clone(), *insert));
             }
         }
         // A table in `also` is written by something the SQL does not show (a trigger, a
         // cascade), which may touch any of its rows.
         for variant in sql::tag_variants(&args.also) {
-            rows.push((variant, None));
+            rows.push((variant, None, false));
         }
     }
     Some(Write {
@@ -368,12 +368,17 @@ fn generate(write: &Write) -> TokenStream {
 
     // The ids are read before the body runs: it may move the parameters.
     let rows_var = local("__rows");
-    let adds = rows.iter().map(|(table, value)| match value {
-        Some(value) => quote! {
-            #rows_var.add(#table, (&#private::RowProbe(&(#value))).row());
-        },
-        None => quote!(#rows_var.add(#table, ::core::option::Option::None);),
-    });
+    let adds = rows
+        .iter()
+        .map(|(table, value, insert)| match (value, insert) {
+            (Some(value), false) => quote! {
+                #rows_var.add(#table, (&#private::RowProbe(&(#value))).row());
+            },
+            (Some(value), true) => quote! {
+                #rows_var.add_inserted(#table, (&#private::RowProbe(&(#value))).row());
+            },
+            (None, _) => quote!(#rows_var.add(#table, ::core::option::Option::None);),
+        });
     let rows_expr = if rows.is_empty() {
         quote!(#private::Written::new())
     } else {

@@ -73,11 +73,10 @@ fn rebinds(block: &syn::Block, name: &str) -> bool {
             syn::visit::visit_pat_ident(self, i);
         }
         fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-            let query = mac
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| s.ident.to_string().starts_with("query"));
+            let query =
+                mac.path.segments.last().is_some_and(|s| {
+                    crate::sql::find::MACROS.contains(&s.ident.to_string().as_str())
+                });
             if !query && mentions(mac.tokens.clone(), self.name) {
                 self.found = true;
             }

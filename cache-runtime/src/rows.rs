@@ -181,6 +181,12 @@ impl Written {
         self.rows.push((table, id));
     }
 
+    /// The write inserts the row `id` of `table`: as [`Written::add`], except that an id of
+    /// 0 is no row (MySQL gives a row inserted with id 0 the next `AUTO_INCREMENT` id).
+    pub fn add_inserted(&mut self, table: &'static str, id: Option<i128>) {
+        self.add(table, id.filter(|id| *id != 0));
+    }
+
     /// What the write invalidates: each of `tables`, and the buckets of its rows when they
     /// are all known and `row_level` is on, else its all-rows tag.
     pub(crate) fn names(&self, tables: &[&str], row_level: bool) -> Vec<String> {

@@ -113,8 +113,13 @@ pub struct Settings {
     /// in the SQL by `#[cached]`) follows that row, and a write whose rows `#[invalidates]`
     /// can see (`UPDATE … WHERE id = $1`, `DELETE … WHERE id = $1`, `INSERT` of one row
     /// with its id) leaves the reads of other rows fresh. Off: every read and write
-    /// follows whole tables. Processes sharing a backend may differ in this setting. Default
-    /// `true`.
+    /// follows whole tables.
+    ///
+    /// Turn it on once no trigger, foreign key (`ON DELETE CASCADE` to the same table) or
+    /// table-level `ON CONFLICT REPLACE` makes a write by id change *other* rows of the
+    /// same table, or list such tables in the write's `also`: the macro cannot see them.
+    /// Every process sharing a backend must run a version that knows row tags (processes
+    /// may differ in this setting). Default `false`.
     pub row_level: bool,
     /// Stale-while-revalidate, for reads that name none (`#[cached(swr = ...)]`): an
     /// in-memory entry up to this long past its TTL is served to every caller while one
@@ -158,7 +163,7 @@ impl Default for Settings {
             near_cache: false,
             near_lease: Duration::from_millis(500),
             shared_single_flight: true,
-            row_level: true,
+            row_level: false,
             stale_while_revalidate: Duration::ZERO,
             stale_on_error: Duration::ZERO,
             refresh_ahead: Duration::ZERO,

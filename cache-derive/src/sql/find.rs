@@ -193,7 +193,7 @@ const QUERY_METHODS: &[&str] = &[
 ];
 
 /// The query macros whose SQL the finder reads.
-const MACROS: &[&str] = &[
+pub(crate) const MACROS: &[&str] = &[
     "query",
     "query_unchecked",
     "query_scalar",
@@ -232,12 +232,13 @@ fn is_visible_query(expr: &Expr) -> bool {
             }
             _ => false,
         },
+        // sqlx's query macros only: `query_titles!(..)` of the user's may run anything.
         Expr::Macro(mac) => mac
             .mac
             .path
             .segments
             .last()
-            .is_some_and(|s| s.ident.to_string().starts_with("query")),
+            .is_some_and(|s| MACROS.contains(&s.ident.to_string().as_str())),
         Expr::Paren(p) => is_visible_query(&p.expr),
         Expr::Group(g) => is_visible_query(&g.expr),
         _ => false,
@@ -418,6 +419,15 @@ mod tests {
             .collect();
         let s = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
         assert_eq!(binds, [s(&["a", "&b.id"]), s(&["id", "name"]), None, None]);
+    }
+
+    #[test]
+    fn a_macro_of_the_users_named_like_a_query_is_not_one() {
+        let (sql, unseen) = found(quote::quote!({
+            let titles = query_titles_by!(pool, author).await?;
+        }));
+        assert!(sql.is_empty());
+        assert_eq!(unseen.len(), 1, "the await of what may run anything: {unseen:?}");
     }
 
     #[test]

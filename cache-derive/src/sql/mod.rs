@@ -1,7 +1,7 @@
 //! The SQL in a function body: where it is, and which tables it reads and writes, so that
 //! `#[cached]` and `#[invalidates]` can check (or infer) their tables (feature `sql`).
 
-mod find;
+pub(crate) mod find;
 #[cfg(feature = "sql")]
 pub(crate) mod rows;
 #[cfg(feature = "sql")]
@@ -30,8 +30,8 @@ pub(crate) struct Analysis {
     /// bound to the id (see `rows`).
     pub(crate) row_read: Option<(String, syn::Expr)>,
     /// Each table a statement writes, with the value bound to the id of the one row it
-    /// writes (`None`: its rows are unknown).
-    pub(crate) row_writes: Vec<(String, Option<syn::Expr>)>,
+    /// writes (`None`: its rows are unknown), and whether it inserts that row.
+    pub(crate) row_writes: Vec<(String, Option<syn::Expr>, bool)>,
 }
 
 impl Analysis {
@@ -81,8 +81,10 @@ fn analyze_found(found: find::Found) -> Analysis {
             if analysis.literals == 1 {
                 analysis.row_read = rows.read.and_then(|(t, slot)| Some((t, bound(slot)?)));
             }
-            for (table, slot) in rows.writes {
-                analysis.row_writes.push((table, slot.and_then(bound)));
+            for (table, slot, insert) in rows.writes {
+                analysis
+                    .row_writes
+                    .push((table, slot.and_then(bound), insert));
             }
         }
         match tables::analyze(&sql) {

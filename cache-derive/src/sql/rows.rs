@@ -22,8 +22,9 @@ pub(crate) struct Rows {
     /// The string is one read of one row of a table: the table, and the bind of the id.
     pub(crate) read: Option<(String, usize)>,
     /// Each table the string writes, with the bind of the id of the row a statement writes
-    /// (`None`: a statement whose rows are unknown). A table appears once per statement.
-    pub(crate) writes: Vec<(String, Option<usize>)>,
+    /// (`None`: a statement whose rows are unknown), and whether it inserts that row. A
+    /// table appears once per statement.
+    pub(crate) writes: Vec<(String, Option<usize>, bool)>,
 }
 
 /// The rows of `sql`, parsed as [`tables::analyze`] parses it; `None` when it does not
@@ -33,17 +34,25 @@ pub(crate) fn rows(sql: &str) -> Option<Rows> {
         let Ok(statements) = Parser::parse_sql(dialect, sql) else {
             continue;
         };
-        let ordinals = ordinal_placeholders(dialect, sql);
-        let slot = |expr: &Expr| slot_of(expr, &ordinals);
+        let (ordinals, mixed) = ordinal_placeholders(dialect, sql);
+        // `?` beside `?NNN`: numbered as the driver does, which this does not follow.
+        let slot = |expr: &Expr| {
+            if mixed {
+                None
+            } else {
+                slot_of(expr, &ordinals)
+            }
+        };
         let mut rows = Rows::default();
         if let [Statement::Query(query)] = &statements[..] {
             rows.read = row_read(query, &slot);
         }
         for statement in &statements {
             let row = row_write(statement, &slot);
+            let insert = matches!(statement, Statement::Insert(_));
             for table in tables::sets_of(std::slice::from_ref(statement)).writes {
                 let slot = row.as_ref().and_then(|(t, s)| (*t == table).then_some(*s));
-                rows.writes.push((table, slot));
+                rows.writes.push((table, slot, insert));
             }
         }
         return Some(rows);
@@ -51,16 +60,25 @@ pub(crate) fn rows(sql: &str) -> Option<Rows> {
     None
 }
 
-/// Where each bare `?` placeholder starts, in order (`?` is the n-th bind).
-fn ordinal_placeholders(dialect: &dyn Dialect, sql: &str) -> Vec<Location> {
+/// Where each bare `?` placeholder starts, in order (`?` is the n-th bind), and whether
+/// bare and numbered placeholders are mixed.
+fn ordinal_placeholders(dialect: &dyn Dialect, sql: &str) -> (Vec<Location>, bool) {
     let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize_with_location() else {
-        return Vec::new();
+        return (Vec::new(), true);
     };
-    tokens
-        .into_iter()
-        .filter(|t| matches!(&t.token, Token::Placeholder(p) if p == "?"))
-        .map(|t| t.span.start)
-        .collect()
+    let mut bare = Vec::new();
+    let mut numbered = false;
+    for t in tokens {
+        if let Token::Placeholder(p) = &t.token {
+            if p == "?" {
+                bare.push(t.span.start);
+            } else {
+                numbered = true;
+            }
+        }
+    }
+    let mixed = numbered && !bare.is_empty();
+    (bare, mixed)
 }
 
 /// The bind a placeholder (perhaps cast: `$1::bigint`) stands for.
@@ -239,16 +257,28 @@ fn row_write(
             let [row] = &values.rows[..] else {
                 return None;
             };
-            let at = insert.columns.iter().position(is_id_name)?;
+            let at = insert.columns.iter().position(|c| {
+                let name = normalise(c).to_lowercase();
+                name.rsplit('.').next() == Some("id")
+            })?;
+            if insert.overriding.is_some() {
+                // PostgreSQL's `OVERRIDING USER VALUE` ignores the id given.
+                return None;
+            }
             Some((normalise(name), slot(row.get(at)?)?))
         }
         _ => None,
     }
 }
 
-/// Whether a column name (perhaps qualified) is `id`.
+/// Whether a column name (perhaps qualified) may be the id: `id` in any case, quoted or
+/// not (SQLite and MySQL match column names without case), or one of SQLite's aliases of
+/// an `INTEGER PRIMARY KEY`.
 fn is_id_name(column: &ObjectName) -> bool {
-    normalise(column).rsplit('.').next() == Some("id")
+    let name = normalise(column).to_lowercase();
+    let last = name.rsplit('.').next().unwrap_or(&name);
+    let last = last.trim_matches(|c| c == '"' || c == '`');
+    matches!(last, "id" | "rowid" | "oid" | "_rowid_")
 }
 
 #[cfg(test)]
@@ -260,7 +290,8 @@ mod tests {
     }
 
     fn writes(sql: &str) -> Vec<(String, Option<usize>)> {
-        rows(sql).expect("parses").writes
+        let rows = rows(sql).expect("parses");
+        rows.writes.into_iter().map(|(t, s, _)| (t, s)).collect()
     }
 
     fn r(table: &str, slot: usize) -> Option<(String, usize)> {
@@ -355,6 +386,10 @@ mod tests {
             "UPDATE articles SET title = $1",
             "UPDATE articles SET id = $1 WHERE id = $2",
             "UPDATE articles SET (id, title) = ($1, $2) WHERE id = $3",
+            "UPDATE articles SET \"ID\" = ? WHERE id = ?",
+            "UPDATE articles SET rowid = ? WHERE id = ?",
+            "UPDATE articles SET title = ?1 WHERE id = ?",
+            "INSERT INTO articles (id, title) OVERRIDING USER VALUE VALUES ($1, $2)",
             "UPDATE articles SET n = 1 WHERE id = $1 OR id = $2",
             "UPDATE OR REPLACE articles SET slug = ? WHERE id = ?",
             "DELETE FROM articles WHERE id IN (1, 2)",
