@@ -427,7 +427,11 @@ mod tests {
             let titles = query_titles_by!(pool, author).await?;
         }));
         assert!(sql.is_empty());
-        assert_eq!(unseen.len(), 1, "the await of what may run anything: {unseen:?}");
+        assert_eq!(
+            unseen.len(),
+            1,
+            "the await of what may run anything: {unseen:?}"
+        );
     }
 
     #[test]

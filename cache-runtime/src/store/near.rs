@@ -140,7 +140,9 @@ impl Store for NearStore {
         if !self.push.live() {
             return None;
         }
-        self.local.hit(core, key, early)
+        // Copies expire at the entry's TTL: no stale windows here.
+        let _ = early;
+        self.local.hit(core, key, 0)
     }
 
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
