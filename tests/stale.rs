@@ -332,3 +332,81 @@ fn outcomes_are_named() {
     assert_eq!(Outcome::StaleOnError.as_str(), "stale_on_error");
     assert!(Outcome::ServedStale.served_from_cache());
 }
+
+// ----- through Redis: every instance serves the entry while one refreshes it -----
+
+#[cached(
+    table = "st_redis",
+    ttl = "300ms",
+    swr = "10s",
+    stale_on_error = "10s",
+    skip(src)
+)]
+async fn shared_read(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+async fn redis_instance(url: &str, namespace: &str) -> Cache {
+    use cache_redis::{RedisBackend, RedisOptions};
+    let backend = RedisBackend::connect(url, RedisOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("REDIS_URL is set but {url} cannot be reached: {e}"));
+    let settings = Settings {
+        namespace: namespace.to_owned(),
+        ..Settings::default()
+    };
+    Cache::with_shared_backend(settings, backend).expect("valid settings")
+}
+
+/// Mechanism: the Redis entry is kept `max(swr, stale_on_error)` past its TTL (its
+/// envelope still says when the TTL ends: `Entry::encode`), a lookup with windows returns
+/// it as aging (`SharedStore::lookup_windowed`), and an instance that finds another one
+/// holding the key's lease serves it instead of waiting for the fill. Without the
+/// windows, A waited for B's gated refresh and timed out.
+#[tokio::test]
+async fn through_redis_one_instance_refreshes_while_the_others_serve_the_entry() {
+    let Some(url) = cache_suite::database_url("REDIS_URL") else {
+        return;
+    };
+    let namespace = format!("cache-suite-swr-{}", cache_suite::unique_suffix());
+    let (a, b) = (
+        redis_instance(&url, &namespace).await,
+        redis_instance(&url, &namespace).await,
+    );
+    let src = source(1);
+    assert_eq!(shared_read(&a, &src, 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    src.value.store(2, SeqCst);
+
+    let refresh = start_gated_refresh(&src, {
+        let (b, src) = (b.clone(), src.clone());
+        move || async move { shared_read(&b, &src, 1).await }
+    })
+    .await;
+    let (value, served) = observe(async {
+        tokio::time::timeout(Duration::from_secs(2), shared_read(&a, &src, 1)).await
+    })
+    .await;
+    let loads = src.loads.load(SeqCst);
+    src.gate.add_permits(1);
+    let refreshed = refresh.await.expect("the refresh");
+    // Stale-on-error through Redis: past the TTL, the query fails, the entry is served.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    src.gated.store(false, SeqCst);
+    src.fail.store(true, SeqCst);
+    let on_error = shared_read(&a, &src, 1).await;
+    // After a write, nothing stale: the error.
+    a.invalidate(&["st_redis"]).await;
+    let after_write = shared_read(&b, &src, 1).await;
+    a.clear().await;
+
+    assert_eq!(
+        value.expect("served without waiting for B's refresh"),
+        Ok(1)
+    );
+    assert_eq!((served.hits, served.served_stale), (1, 1));
+    assert_eq!(loads, 2, "only B's refresh ran the query");
+    assert_eq!(refreshed, Ok(2));
+    assert_eq!(on_error, Ok(2), "the last good value");
+    assert!(after_write.is_err(), "{after_write:?}");
+}

@@ -85,6 +85,21 @@ impl Windows {
         }
     }
 
+    /// Where a remote entry whose TTL ends at `expires_at` (Unix milliseconds) stands:
+    /// `None` for a plain hit (within its TTL, before `ahead` of its end).
+    pub(crate) fn remote_age(&self, expires_at: Option<u64>) -> Option<Age> {
+        let at = expires_at?;
+        let now = crate::envelope::unix_ms(std::time::SystemTime::now());
+        let ahead = u64::try_from(self.ahead.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_add(ahead) < at {
+            None
+        } else if now < at {
+            Some(Age::Fresh)
+        } else {
+            Some(Age::Expired(Duration::from_millis(now - at)))
+        }
+    }
+
     /// Whether an entry of age `age` may be served while another caller refreshes it.
     pub(crate) fn serves_while_refreshing(&self, age: Age) -> bool {
         match age {

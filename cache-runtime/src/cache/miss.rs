@@ -15,7 +15,7 @@ use crate::observe::{self, Outcome};
 use crate::output::LoadOutput;
 use crate::stale::{Age, Windows};
 use crate::stats::Counter;
-use crate::store::{Captured, Lease};
+use crate::store::{Captured, Found, Lease};
 
 impl Cache {
     /// Everything but a hit that needs no waiting: a remote lookup, then the load; or the
@@ -58,6 +58,9 @@ impl Cache {
         // one remote read in the fraction. Versions are captured before the cached value is
         // read, so a write that lands after it shows as a version change, not a mismatch.
         let remote = !matches!(store, crate::store::AnyStore::Memory(_));
+        // A remote entry past its TTL, or near it, that may be served while another
+        // caller refreshes it (`crate::stale`).
+        let mut aging = None;
         if sampled || (remote && core.sample != 0 && observe::sample_due(core.sample)) {
             let before = store.capture(core, tables).await;
             let cached = match store.hit::<O::Value>(core, &key, 0) {
@@ -69,12 +72,24 @@ impl Cache {
                     .verify(key, tables, cached, &before, loader, started)
                     .await;
             }
+        } else if remote && !windows.is_none() {
+            match store
+                .lookup_windowed::<O::Value>(core, &key, tables, windows, true)
+                .await
+            {
+                Some(Found::Hit(value)) => {
+                    observe::record_call(&core.functions, Some(&key), Outcome::Hit, started);
+                    return O::from_value(value);
+                }
+                Some(Found::Aging(value, age)) => aging = Some((value, age)),
+                None => {}
+            }
         } else if let Some(value) = store.lookup::<O::Value>(core, &key, tables).await {
             observe::record_call(&core.functions, Some(&key), Outcome::Hit, started);
             return O::from_value(value);
         }
         let discarded = discarded.or_else(observe::take_discard);
-        let (output, outcome) = self.load(key, tables, ttl, windows, loader).await;
+        let (output, outcome) = self.load(key, tables, ttl, windows, aging, loader).await;
         // Entries another instance's fill discarded while this one waited say nothing of
         // this call, nor of the next one on this thread.
         let _ = observe::take_discard();
@@ -150,6 +165,7 @@ impl Cache {
         tables: &[&str],
         ttl: Ttl,
         windows: Windows,
+        aging: Option<(O::Value, Age)>,
         loader: F,
     ) -> (O, Outcome)
     where
@@ -159,26 +175,52 @@ impl Cache {
     {
         let (core, store) = (&self.inner.core, &self.inner.store);
         if windows.is_none() || !store.keeps_stale() {
-            return self.load_fresh(key, tables, ttl, None, loader).await;
+            return self
+                .load_fresh(key, tables, ttl, Windows::default(), None, loader)
+                .await;
         }
-        let serve = store
-            .peek::<O::Value>(&key)
-            .map(|(value, deadline)| (value, windows.age(deadline, Instant::now())))
+        let serve = self
+            .aging::<O::Value>(&key, tables, windows, aging)
+            .await
             .filter(|(_, age)| windows.serves_while_refreshing(*age));
-        let ttl = ttl.extended(windows.keep());
-        let (output, outcome) = self.load_fresh(key, tables, ttl, serve, loader).await;
+        let (output, outcome) = self
+            .load_fresh(key, tables, ttl, windows, serve, loader)
+            .await;
         match output.into_value() {
             Ok(value) => (O::from_value(value), outcome),
             // Looked up again: a write during the query makes the entry go.
-            Err(output) => match store.peek::<O::Value>(&key) {
-                Some((value, deadline))
-                    if windows.serves_on_error(windows.age(deadline, Instant::now())) =>
-                {
+            Err(output) => match self.aging::<O::Value>(&key, tables, windows, None).await {
+                Some((value, age)) if windows.serves_on_error(age) => {
                     core.counters.bump(Counter::StaleOnError);
                     (O::from_value(value), Outcome::StaleOnError)
                 }
                 _ => (output, outcome),
             },
+        }
+    }
+
+    /// The entry of `key` that may still be served past its TTL, and its age: the one a
+    /// remote lookup found (`found`), else the in-memory store's, else a remote lookup's.
+    async fn aging<V: crate::CacheValue>(
+        &self,
+        key: &Key,
+        tables: &[&str],
+        windows: Windows,
+        found: Option<(V, Age)>,
+    ) -> Option<(V, Age)> {
+        if found.is_some() {
+            return found;
+        }
+        let (core, store) = (&self.inner.core, &self.inner.store);
+        if let Some((value, deadline)) = store.peek::<V>(key) {
+            return Some((value, windows.age(deadline, Instant::now())));
+        }
+        match store
+            .lookup_windowed::<V>(core, key, tables, windows, false)
+            .await?
+        {
+            Found::Hit(value) => Some((value, Age::Fresh)),
+            Found::Aging(value, age) => Some((value, age)),
         }
     }
 
@@ -190,6 +232,7 @@ impl Cache {
         key: Key,
         tables: &[&str],
         ttl: Ttl,
+        windows: Windows,
         serve: Option<(O::Value, Age)>,
         loader: F,
     ) -> (O, Outcome)
@@ -205,35 +248,38 @@ impl Cache {
         loop {
             // Captured before the query runs: a write that completes after this point
             // bumps a version, and whatever this load stores is stale from then on.
-            let captured = store.capture(core, tables).await;
+            let mut captured = store.capture(core, tables).await;
+            captured.keep = windows.keep();
             if let Some((value, age)) = &serve
                 && core.flights.running(&key, &captured.versions, max_wait)
             {
                 // Another caller is refreshing the key: served the entry, not a wait.
-                counters.bump(Counter::Hits);
-                let outcome = match age {
-                    Age::Fresh => Outcome::Hit,
-                    Age::Expired(_) => {
-                        counters.bump(Counter::ServedStale);
-                        Outcome::ServedStale
+                return (O::from_value(value.clone()), served_aging(counters, *age));
+            }
+            // Counted once the call is known not to be served the aging entry.
+            let miss = |counted: &mut bool| {
+                if !std::mem::replace(counted, true) {
+                    counters.bump(Counter::Misses);
+                    if serve.is_some() {
+                        counters.bump(Counter::Refreshes);
                     }
-                };
-                return (O::from_value(value.clone()), outcome);
-            }
-            if !counted {
-                counted = true;
-                counters.bump(Counter::Misses);
-                if serve.is_some() {
-                    counters.bump(Counter::Refreshes);
                 }
-            }
+            };
             if captured.unknown {
+                miss(&mut counted);
                 // Versions unknown: the load cannot tell whether a write came between it
                 // and another caller's, so it shares no flight (and stores nothing).
                 counters.bump(Counter::Loads);
                 return (loader().await, Outcome::Miss);
             }
+            if serve.is_none() {
+                miss(&mut counted);
+            }
             match core.flights.join_or_lead(key, &captured.versions, max_wait) {
+                // A refresh started since `running` was asked: served the entry, as there.
+                Role::Waiter(_) if let Some((value, age)) = &serve => {
+                    return (O::from_value(value.clone()), served_aging(counters, *age));
+                }
                 Role::Leader(guard) => {
                     // Across the fleet: one instance loads a missing key, the others wait
                     // for its fill. A new holder looks once more: the instance that held
@@ -241,15 +287,23 @@ impl Cache {
                     // this one's lookup and its lease.
                     let (lease, filled) = match store.lease(core, &key).await {
                         Lease::Held(lease) => {
-                            let filled = store.fill::<O::Value>(core, &key, tables).await;
+                            let filled = store.fill::<O::Value>(core, &key, tables, windows).await;
                             (Some(lease), filled)
                         }
                         Lease::Free => (None, None),
-                        Lease::Busy => match self.wait_fill::<O::Value>(&key, tables).await {
-                            Fill::Found(value) => (None, Some(value)),
-                            Fill::Lead => (None, None),
-                        },
+                        // Another instance refreshes it: served the entry, not a wait.
+                        Lease::Busy if let Some((value, age)) = &serve => {
+                            guard.finish(State::Done(Arc::new(value.clone())));
+                            return (O::from_value(value.clone()), served_aging(counters, *age));
+                        }
+                        Lease::Busy => {
+                            match self.wait_fill::<O::Value>(&key, tables, windows).await {
+                                Fill::Found(value) => (None, Some(value)),
+                                Fill::Lead => (None, None),
+                            }
+                        }
                     };
+                    miss(&mut counted);
                     if let Some(value) = filled {
                         guard.finish(State::Done(Arc::new(value.clone())));
                         if let Some(lease) = lease {
@@ -283,6 +337,7 @@ impl Cache {
                 // The loader of this key asked for its own key: waiting would be waiting
                 // for itself. Nothing was awaited since the capture: it still holds.
                 Role::Alone => {
+                    miss(&mut counted);
                     let output = self.run_alone(key, tables, ttl, &captured, loader).await;
                     return (output, Outcome::Miss);
                 }
@@ -336,7 +391,12 @@ impl Cache {
     /// waiting instance loads at once rather than one after the other. After half of
     /// `max_load_wait`, this caller loads too, with time left before its own process's
     /// waiters give up on it.
-    async fn wait_fill<V: crate::CacheValue>(&self, key: &Key, tables: &[&str]) -> Fill<V> {
+    async fn wait_fill<V: crate::CacheValue>(
+        &self,
+        key: &Key,
+        tables: &[&str],
+        windows: Windows,
+    ) -> Fill<V> {
         let (core, store) = (&self.inner.core, &self.inner.store);
         let deadline = Instant::now().checked_add(core.settings.max_load_wait / 2);
         let mut pause = Duration::from_millis(1);
@@ -344,13 +404,13 @@ impl Cache {
             let next = Instant::now() + pause;
             crate::flight::sleep_until(deadline.map_or(next, |d| next.min(d))).await;
             pause = (pause * 2).min(Duration::from_millis(10));
-            if let Some(value) = store.fill::<V>(core, key, tables).await {
+            if let Some(value) = store.fill::<V>(core, key, tables, windows).await {
                 return Fill::Found(value);
             }
             match store.lease(core, key).await {
                 Lease::Held(lease) => {
                     // Stored and released just now, perhaps.
-                    let found = store.fill::<V>(core, key, tables).await;
+                    let found = store.fill::<V>(core, key, tables, windows).await;
                     lease.release().await;
                     return found.map_or(Fill::Lead, Fill::Found);
                 }
@@ -401,6 +461,19 @@ impl Cache {
                 O::from_value(value)
             }
             Err(output) => output,
+        }
+    }
+}
+
+/// Counts an aging entry served while another caller refreshes it: a hit, and past its
+/// TTL a stale one.
+fn served_aging(counters: &crate::stats::Counters, age: Age) -> Outcome {
+    counters.bump(Counter::Hits);
+    match age {
+        Age::Fresh => Outcome::Hit,
+        Age::Expired(_) => {
+            counters.bump(Counter::ServedStale);
+            Outcome::ServedStale
         }
     }
 }

@@ -133,7 +133,7 @@ impl Store for MemoryStore {
         let Some(tables) = captured.still_current(&self.tables, names) else {
             return;
         };
-        let Ok(deadline) = ttl.deadline(Instant::now()) else {
+        let Ok(deadline) = ttl.extended(captured.keep).deadline(Instant::now()) else {
             return;
         };
         let slot = Slot::new(

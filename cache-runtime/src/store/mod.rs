@@ -193,6 +193,8 @@ pub(crate) struct Captured {
     pub(crate) unknown: bool,
     /// A near cache's in-process versions of the same tables, for its copy.
     pub(crate) local: Vec<u64>,
+    /// How long past its TTL the entry is kept (`crate::stale`).
+    pub(crate) keep: Duration,
 }
 
 impl Captured {
@@ -201,6 +203,7 @@ impl Captured {
             versions,
             unknown: false,
             local: Vec::new(),
+            keep: Duration::ZERO,
         }
     }
 
@@ -209,6 +212,7 @@ impl Captured {
             versions: Vec::new(),
             unknown: true,
             local: Vec::new(),
+            keep: Duration::ZERO,
         }
     }
 
@@ -339,10 +343,11 @@ impl AnyStore {
         each!(self, s => s.peek(key))
     }
 
-    /// Whether this store keeps entries past their TTL for `crate::stale` (the in-memory
-    /// one).
+    /// Whether this store keeps entries past their TTL for `crate::stale`, found by
+    /// `peek` (the in-memory one) or by `lookup_windowed` (a shared backend's); a plain
+    /// backend's entries expire at their TTL.
     pub(crate) fn keeps_stale(&self) -> bool {
-        matches!(self, AnyStore::Memory(_))
+        !matches!(self, AnyStore::Plain(_))
     }
 
     pub(crate) async fn lookup<V: CacheValue>(
@@ -358,6 +363,25 @@ impl AnyStore {
         each!(self, s => s.capture(core, tables).await)
     }
 
+    /// A remote lookup for a read with stale windows: a hit, or an aging entry it may
+    /// serve while another caller refreshes it. The in-memory store answers through
+    /// `hit` and `peek` instead.
+    pub(crate) async fn lookup_windowed<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+        windows: crate::stale::Windows,
+        count: bool,
+    ) -> Option<Found<V>> {
+        match self {
+            AnyStore::Memory(_) => None,
+            AnyStore::Plain(s) => s.lookup(core, key, tables).await.map(Found::Hit),
+            AnyStore::Shared(s) => s.lookup_windowed(core, key, tables, windows, count).await,
+            AnyStore::Near(n) => n.lookup_windowed(core, key, tables, windows, count).await,
+        }
+    }
+
     /// The fleet-wide lease of a missing key (`Settings::shared_single_flight`): only a
     /// shared backend has one.
     pub(crate) async fn lease(&self, core: &Core, key: &Key) -> Lease {
@@ -369,12 +393,23 @@ impl AnyStore {
     }
 
     /// The entry another instance's load stored, if it is there (and current) yet.
+    /// An entry past its TTL (kept for `windows`) is no fill, and is left in place.
     pub(crate) async fn fill<V: CacheValue>(
         &self,
         core: &Core,
         key: &Key,
         tables: &[&str],
+        windows: crate::stale::Windows,
     ) -> Option<V> {
+        if !windows.is_none() {
+            return match self
+                .lookup_windowed(core, key, tables, windows, false)
+                .await
+            {
+                Some(Found::Hit(value)) => Some(value),
+                _ => None,
+            };
+        }
         match self {
             AnyStore::Shared(s) => s
                 .lookup_expiring(core, key, tables, false)
@@ -455,6 +490,7 @@ impl<'t> Entry<'t> {
         tables: &[&'t str],
         versions: &[u64],
         ttl: Ttl,
+        keep: Duration,
     ) -> Option<Entry<'t>> {
         let now = Instant::now();
         let deadline = ttl.deadline(now).ok()?;
@@ -463,8 +499,10 @@ impl<'t> Entry<'t> {
             .copied()
             .zip(versions.iter().copied())
             .collect();
-        let storage_ttl = Ttl::storage_ttl(deadline, now);
-        match envelope::encode(value, &tags, storage_ttl) {
+        // The envelope says when the TTL ends; the backend keeps it `keep` longer.
+        let expires = Ttl::storage_ttl(deadline, now);
+        let storage_ttl = expires.map(|d| d.saturating_add(keep));
+        match envelope::encode(value, &tags, expires) {
             Ok(bytes) => Some(Entry {
                 bytes,
                 storage_ttl,
@@ -486,17 +524,37 @@ pub(crate) fn decode<V: CacheValue>(
     key: &Key,
     bytes: &[u8],
 ) -> Result<envelope::Envelope<V>, Fault> {
+    decode_keeping(core, key, bytes, Duration::ZERO)
+}
+
+/// [`decode`], for an entry that may be served up to `keep` past its expiry
+/// (`crate::stale`).
+pub(crate) fn decode_keeping<V: CacheValue>(
+    core: &Core,
+    key: &Key,
+    bytes: &[u8],
+    keep: Duration,
+) -> Result<envelope::Envelope<V>, Fault> {
     let env = envelope::decode::<V>(bytes).map_err(|e| {
         core.decode_error(key, &e);
         Fault::Unusable
     })?;
-    if env
-        .expires_at
-        .is_some_and(|at| envelope::unix_ms(std::time::SystemTime::now()) >= at)
-    {
+    let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+    if env.expires_at.is_some_and(|at| {
+        envelope::unix_ms(std::time::SystemTime::now()) >= at.saturating_add(keep)
+    }) {
         return Err(Fault::Counted(Counter::Expired));
     }
     Ok(env)
+}
+
+/// What a remote lookup with stale windows found.
+pub(crate) enum Found<V> {
+    /// A hit.
+    Hit(V),
+    /// An entry past its TTL, or within `refresh_ahead` of it, that may be served while
+    /// another caller refreshes it (`crate::stale`).
+    Aging(V, crate::stale::Age),
 }
 
 /// Why a backend's entry is not served (it is then deleted).

@@ -98,6 +98,34 @@ impl NearStore {
         Some(value)
     }
 
+    /// [`SharedStore::lookup_windowed`], keeping an in-process copy of a hit.
+    pub(crate) async fn lookup_windowed<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+        windows: crate::stale::Windows,
+        count: bool,
+    ) -> Option<super::Found<V>> {
+        let local = Captured::known(self.local.versions(tables));
+        let (value, expires_at) = self
+            .shared
+            .lookup_keeping::<V>(core, key, tables, windows.keep(), false)
+            .await?;
+        if let Some(age) = windows.remote_age(expires_at) {
+            return Some(super::Found::Aging(value, age));
+        }
+        if count {
+            core.counters.bump(crate::stats::Counter::Hits);
+        }
+        if self.push.live() {
+            self.local
+                .store(core, *key, tables, &local, copy_ttl(expires_at), &value)
+                .await;
+        }
+        Some(super::Found::Hit(value))
+    }
+
     /// Another process (or this one) invalidated `tables`.
     pub(crate) fn pushed(&self, tables: &[&str]) {
         self.local.drop_tables(tables);

@@ -2,6 +2,8 @@
 //! tracking in process. Versions start at a random value per cache, so entries another
 //! process (or an earlier run) left in the backend are never served here.
 
+use std::time::Duration;
+
 use super::{Captured, Core, Entry, Fault, Remote, Store, decode};
 use crate::backend::Backend;
 use crate::key::Key;
@@ -82,7 +84,9 @@ impl Store for PlainStore {
         let Some(tables) = captured.still_current(&self.tables, names) else {
             return;
         };
-        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
+        let Some(entry) =
+            Entry::encode(&key, value, names, &captured.versions, ttl, Duration::ZERO)
+        else {
             return;
         };
         if !core.fits_remote(&key, entry.bytes.len()) {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::pending::PendingBumps;
-use super::{Captured, Core, Entry, Fault, LogGate, Remote, Store, decode};
+use super::{Captured, Core, Entry, Fault, Found, LogGate, Remote, Store, decode_keeping};
 use crate::backend::{BackendError, SharedBackend, StoreOutcome};
 use crate::key::Key;
 use crate::stats::Counter;
@@ -212,6 +212,44 @@ impl SharedStore {
         tables: &[&str],
         count: bool,
     ) -> Option<(V, Option<u64>)> {
+        self.lookup_keeping(core, key, tables, Duration::ZERO, count)
+            .await
+    }
+
+    /// [`Store::lookup`] for a read with stale windows: a hit, or an entry past its TTL
+    /// (by less than `windows.keep()`), or within `refresh_ahead` of it, as aging.
+    /// `count`: a hit of its own is counted.
+    pub(crate) async fn lookup_windowed<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+        windows: crate::stale::Windows,
+        count: bool,
+    ) -> Option<Found<V>> {
+        let (value, expires_at) = self
+            .lookup_keeping(core, key, tables, windows.keep(), false)
+            .await?;
+        match windows.remote_age(expires_at) {
+            None => {
+                if count {
+                    core.counters.bump(Counter::Hits);
+                }
+                Some(Found::Hit(value))
+            }
+            Some(age) => Some(Found::Aging(value, age)),
+        }
+    }
+
+    /// The entry and its expiry, if current and not past it by `keep` or more.
+    pub(crate) async fn lookup_keeping<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        tables: &[&str],
+        keep: Duration,
+        count: bool,
+    ) -> Option<(V, Option<u64>)> {
         if !self.deliver_pending(core).await {
             return None;
         }
@@ -228,7 +266,7 @@ impl SharedStore {
                 return None;
             }
         };
-        let fault = match decode::<V>(core, key, &bytes) {
+        let fault = match decode_keeping::<V>(core, key, &bytes, keep) {
             Ok(env) => match self.tags_current(core, &env.tags, tables, &versions).await {
                 Ok(true) => {
                     if count {
@@ -262,7 +300,8 @@ impl SharedStore {
         if captured.unknown {
             return false;
         }
-        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl) else {
+        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl, captured.keep)
+        else {
             return false;
         };
         if !core.fits_remote(&key, entry.bytes.len()) {
