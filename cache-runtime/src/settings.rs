@@ -122,19 +122,19 @@ pub struct Settings {
     /// may differ in this setting). Default `false`.
     pub row_level: bool,
     /// Stale-while-revalidate, for reads that name none (`#[cached(swr = ...)]`): an
-    /// in-memory entry up to this long past its TTL is served to every caller while one
-    /// caller runs the query to refresh it. Never an entry a write has made stale. Default
+    /// entry (in memory, or in a shared backend) up to this long past its TTL is served to
+    /// every caller while one caller (one instance) runs the query to refresh it. Never an entry a write has made stale. Default
     /// 0: off.
     #[serde(with = "duration")]
     pub stale_while_revalidate: Duration,
     /// Stale-on-error, for reads that name none (`#[cached(stale_on_error = ...)]`): when
-    /// the query fails, an in-memory entry up to this long past its TTL is served instead
+    /// the query fails, an entry up to this long past its TTL is served instead
     /// of the error (counted in `Stats::stale_on_error`). Never an entry a write has made
     /// stale. Default 0: off, the error is returned.
     #[serde(with = "duration")]
     pub stale_on_error: Duration,
     /// Refresh-ahead, for reads that name none (`#[cached(refresh_ahead = ...)]`): an
-    /// in-memory entry read within this long of its TTL is refreshed by one caller while
+    /// entry read within this long of its TTL is refreshed by one caller while
     /// the others are served it, so a hot key never expires. Default 0: off.
     #[serde(with = "duration")]
     pub refresh_ahead: Duration,

@@ -8,7 +8,10 @@
 //! its tables) is never served: it is a miss as always.
 //!
 //! The refresh runs in the call that found the entry aging, not in a task of its own: a
-//! cached function's query borrows its caller's arguments.
+//! cached function's query borrows its caller's arguments. In memory, the aging entry is
+//! found by `peek`; in a shared backend, kept `keep()` past its TTL (the envelope still
+//! says when the TTL ends), by a lookup with windows, and an instance that finds the key's
+//! lease held by another serves it instead of waiting for the fill.
 
 use std::time::{Duration, Instant};
 
