@@ -110,7 +110,7 @@ pub(crate) fn row(table: &str, id: i128) -> String {
 ///
 /// static FIND: KeyScope = KeyScope::new("articles::find");
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let cache = Cache::new(Settings::default())?;
+/// let cache = Cache::new(Settings { row_level: true, ..Settings::default() })?;
 /// let tags = row_tags("articles", 7_i64);
 /// let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
 /// let load = || async { Ok::<_, std::io::Error>(Some("article 7".to_owned())) };
