@@ -63,10 +63,7 @@ impl Cache {
         let mut aging = None;
         if sampled || (remote && core.sample != 0 && observe::sample_due(core.sample)) {
             let before = store.capture(core, tables).await;
-            let cached = match store.hit::<O::Value>(core, &key, 0) {
-                Some(cached) => Some(cached),
-                None => store.lookup::<O::Value>(core, &key, tables).await,
-            };
+            let cached = self.plain_hit::<O::Value>(&key, tables, windows).await;
             if let Some(cached) = cached {
                 return self
                     .verify(key, tables, cached, &before, loader, started)
@@ -99,6 +96,27 @@ impl Cache {
         };
         observe::record_call(&core.functions, Some(&key), outcome, started);
         output
+    }
+
+    /// An entry that is a plain hit, in memory or in a remote store: not one kept past its
+    /// TTL for `windows` (`crate::stale`), which is left in place.
+    async fn plain_hit<V: crate::CacheValue>(
+        &self,
+        key: &Key,
+        tables: &[&str],
+        windows: Windows,
+    ) -> Option<V> {
+        let (core, store) = (&self.inner.core, &self.inner.store);
+        if let Some(value) = store.hit::<V>(core, key, windows.early_nanos()) {
+            return Some(value);
+        }
+        if windows.is_none() {
+            return Box::pin(store.lookup::<V>(core, key, tables)).await;
+        }
+        match Box::pin(store.lookup_windowed::<V>(core, key, tables, windows, true)).await? {
+            Found::Hit(value) => Some(value),
+            Found::Aging(..) => None,
+        }
     }
 
     /// A sampled hit (`Settings::freshness_sample`): runs the query, compares its value
@@ -372,11 +390,8 @@ impl Cache {
                     State::Abandoned => {
                         // The leader panicked or was cancelled: someone else may have
                         // stored the value meanwhile; otherwise elect a new leader.
-                        if let Some(value) = store.hit::<O::Value>(core, &key, 0) {
-                            return (O::from_value(value), Outcome::Hit);
-                        }
-                        let found = Box::pin(store.lookup::<O::Value>(core, &key, tables));
-                        if let Some(value) = found.await {
+                        if let Some(value) = self.plain_hit::<O::Value>(&key, tables, windows).await
+                        {
                             return (O::from_value(value), Outcome::Hit);
                         }
                     }

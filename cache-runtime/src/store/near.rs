@@ -164,12 +164,11 @@ fn copy_ttl(expires_at_ms: Option<u64>) -> Ttl {
 
 impl Store for NearStore {
     #[inline]
-    fn hit<V: CacheValue>(&self, core: &Core, key: &Key, early: u64) -> Option<V> {
+    /// Copies expire at the entry's TTL and keep no stale windows: `_early` is not theirs.
+    fn hit<V: CacheValue>(&self, core: &Core, key: &Key, _early: u64) -> Option<V> {
         if !self.push.live() {
             return None;
         }
-        // Copies expire at the entry's TTL: no stale windows here.
-        let _ = early;
         self.local.hit(core, key, 0)
     }
 
