@@ -79,6 +79,20 @@ async fn with_stale_on_error_written(cache: &Cache, src: &Source, id: u32) -> Re
     src.read().await
 }
 
+#[cached(
+    table = "st_error_abandoned",
+    ttl = "100ms",
+    stale_on_error = "10s",
+    skip(src)
+)]
+async fn with_stale_on_error_abandoned(
+    cache: &Cache,
+    src: &Source,
+    id: u32,
+) -> Result<u64, String> {
+    src.read().await
+}
+
 #[cached(table = "st_settings", ttl = "100ms", skip(src))]
 async fn from_settings(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
     src.read().await
@@ -285,6 +299,31 @@ async fn a_write_during_the_failed_query_makes_the_error_the_answer() {
     cache.invalidate(&["st_error_written"]).await;
     src.gate.add_permits(1);
     assert!(failing.await.expect("the call").is_err());
+}
+
+/// Mechanism: when a load is abandoned (its caller cancelled), a waiter looks for a plain
+/// hit, not for an entry kept past its TTL (`Cache::plain_hit`): it loads the fresh value.
+#[tokio::test]
+async fn a_waiter_of_an_abandoned_load_is_not_served_an_expired_entry() {
+    let (cache, src) = (cache(), source(1));
+    assert_eq!(with_stale_on_error_abandoned(&cache, &src, 3).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.value.store(2, SeqCst);
+    let first = start_gated_refresh(&src, {
+        let (cache, src) = (cache.clone(), src.clone());
+        move || async move { with_stale_on_error_abandoned(&cache, &src, 3).await }
+    })
+    .await;
+    let waiter = tokio::spawn({
+        let (cache, src) = (cache.clone(), src.clone());
+        async move { with_stale_on_error_abandoned(&cache, &src, 3).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first.abort();
+    let _ = first.await;
+    src.gate.add_permits(1);
+    let got = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+    assert_eq!(got.expect("the waiter ends").expect("the task"), Ok(2));
 }
 
 /// Past the `stale_on_error` window the error is returned.
