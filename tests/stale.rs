@@ -364,6 +364,32 @@ async fn settings_give_the_windows_of_reads_that_name_none() {
     assert!(from_settings(&plain, &src, 1).await.is_err());
 }
 
+#[cached(
+    table = "st_plain_backend",
+    ttl = "100ms",
+    stale_on_error = "10s",
+    skip(src)
+)]
+async fn over_a_backend(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+/// Mechanism: a plain backend's entry is kept past its TTL too (`Entry::encode`'s `keep`,
+/// `PlainStore::lookup_windowed`): without it, the entry was gone and the error returned.
+#[tokio::test]
+async fn over_a_plain_backend_a_failed_query_serves_the_last_good_value() {
+    let backend = cache_runtime::backend::MemoryBackend::new(1_000);
+    let cache = Cache::with_backend(Settings::default(), backend).expect("valid settings");
+    let src = source(5);
+    assert_eq!(over_a_backend(&cache, &src, 1).await, Ok(5));
+    assert_eq!(over_a_backend(&cache, &src, 1).await, Ok(5));
+    assert_eq!(src.loads.load(SeqCst), 1, "a hit within the TTL");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.fail.store(true, SeqCst);
+    assert_eq!(over_a_backend(&cache, &src, 1).await, Ok(5));
+    assert_eq!(cache.stats().stale_on_error, 1);
+}
+
 /// The outcome names of the two new paths, for logs and metrics.
 #[test]
 fn outcomes_are_named() {

@@ -191,8 +191,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let (core, store) = (&self.inner.core, &self.inner.store);
-        if windows.is_none() || !store.keeps_stale() {
+        let core = &self.inner.core;
+        if windows.is_none() {
             return self
                 .load_fresh(key, tables, ttl, Windows::default(), None, loader)
                 .await;

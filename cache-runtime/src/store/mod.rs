@@ -343,13 +343,6 @@ impl AnyStore {
         each!(self, s => s.peek(key))
     }
 
-    /// Whether this store keeps entries past their TTL for `crate::stale`, found by
-    /// `peek` (the in-memory one) or by `lookup_windowed` (a shared backend's); a plain
-    /// backend's entries expire at their TTL.
-    pub(crate) fn keeps_stale(&self) -> bool {
-        !matches!(self, AnyStore::Plain(_))
-    }
-
     pub(crate) async fn lookup<V: CacheValue>(
         &self,
         core: &Core,
@@ -376,7 +369,7 @@ impl AnyStore {
     ) -> Option<Found<V>> {
         match self {
             AnyStore::Memory(_) => None,
-            AnyStore::Plain(s) => s.lookup(core, key, tables).await.map(Found::Hit),
+            AnyStore::Plain(s) => s.lookup_windowed(core, key, windows, count).await,
             AnyStore::Shared(s) => s.lookup_windowed(core, key, tables, windows, count).await,
             AnyStore::Near(n) => n.lookup_windowed(core, key, tables, windows, count).await,
         }
@@ -519,16 +512,8 @@ impl<'t> Entry<'t> {
 
 /// An envelope read from a backend, decoded; `None` (counted, logged) when it is unusable
 /// or past its expiry (counted).
-pub(crate) fn decode<V: CacheValue>(
-    core: &Core,
-    key: &Key,
-    bytes: &[u8],
-) -> Result<envelope::Envelope<V>, Fault> {
-    decode_keeping(core, key, bytes, Duration::ZERO)
-}
-
-/// [`decode`], for an entry that may be served up to `keep` past its expiry
-/// (`crate::stale`).
+///
+/// An entry may be served up to `keep` past its expiry (`crate::stale`).
 pub(crate) fn decode_keeping<V: CacheValue>(
     core: &Core,
     key: &Key,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Captured, Core, Entry, Fault, Remote, Store, decode};
+use super::{Captured, Core, Entry, Fault, Found, Remote, Store, decode_keeping};
 use crate::backend::Backend;
 use crate::key::Key;
 use crate::stats::Counter;
@@ -25,6 +25,63 @@ impl PlainStore {
         }
     }
 
+    /// The entry and its expiry (Unix milliseconds), if current and not past it by `keep`
+    /// or more; anything else is deleted.
+    async fn lookup_keeping<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        keep: Duration,
+    ) -> Option<(V, Option<u64>)> {
+        let name = core.remote_key(key);
+        let bytes = match self.backend.get(&name).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(e) => {
+                core.backend_error("get", &e);
+                return None;
+            }
+        };
+        let fault = match decode_keeping::<V>(core, key, &bytes, keep) {
+            Ok(env) => {
+                // A table this cache does not know: the entry is not one it stored since
+                // (its versions are this process's own).
+                let stale = env.tags.iter().any(|(table, version)| {
+                    self.tables
+                        .existing(table)
+                        .is_none_or(|t| t.version() != *version)
+                });
+                if !stale {
+                    return Some((env.value, env.expires_at));
+                }
+                Fault::Counted(Counter::Stale)
+            }
+            Err(fault) => fault,
+        };
+        fault.discard(core, &*self.backend, name).await;
+        None
+    }
+
+    /// [`Store::lookup`] for a read with stale windows, as the shared store's.
+    pub(crate) async fn lookup_windowed<V: CacheValue>(
+        &self,
+        core: &Core,
+        key: &Key,
+        windows: crate::stale::Windows,
+        count: bool,
+    ) -> Option<Found<V>> {
+        let (value, expires_at) = self.lookup_keeping::<V>(core, key, windows.keep()).await?;
+        match windows.remote_age(expires_at) {
+            None => {
+                if count {
+                    core.counters.bump(Counter::Hits);
+                }
+                Some(Found::Hit(value))
+            }
+            Some(age) => Some(Found::Aging(value, age)),
+        }
+    }
+
     async fn delete(&self, core: &Core, keys: &[Key]) {
         let names: Vec<String> = keys.iter().map(|k| core.remote_key(k)).collect();
         core.delete_remote(&*self.backend, &names).await;
@@ -37,34 +94,9 @@ impl Store for PlainStore {
     }
 
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, _: &[&str]) -> Option<V> {
-        let name = core.remote_key(key);
-        let bytes = match self.backend.get(&name).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return None,
-            Err(e) => {
-                core.backend_error("get", &e);
-                return None;
-            }
-        };
-        let fault = match decode::<V>(core, key, &bytes) {
-            Ok(env) => {
-                // A table this cache does not know: the entry is not one it stored since
-                // (its versions are this process's own).
-                let stale = env.tags.iter().any(|(table, version)| {
-                    self.tables
-                        .existing(table)
-                        .is_none_or(|t| t.version() != *version)
-                });
-                if !stale {
-                    core.counters.bump(Counter::Hits);
-                    return Some(env.value);
-                }
-                Fault::Counted(Counter::Stale)
-            }
-            Err(fault) => fault,
-        };
-        fault.discard(core, &*self.backend, name).await;
-        None
+        let (value, _) = self.lookup_keeping::<V>(core, key, Duration::ZERO).await?;
+        core.counters.bump(Counter::Hits);
+        Some(value)
     }
 
     async fn capture(&self, _: &Core, tables: &[&str]) -> Captured {
@@ -84,8 +116,7 @@ impl Store for PlainStore {
         let Some(tables) = captured.still_current(&self.tables, names) else {
             return;
         };
-        let Some(entry) =
-            Entry::encode(&key, value, names, &captured.versions, ttl, Duration::ZERO)
+        let Some(entry) = Entry::encode(&key, value, names, &captured.versions, ttl, captured.keep)
         else {
             return;
         };
