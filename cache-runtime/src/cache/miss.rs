@@ -366,12 +366,12 @@ impl Cache {
                             return (O::from_value(value.clone()), Outcome::Coalesced);
                         }
                         // Same key, another value type (a hand-built key reused): load alone.
-                        let output = self.load_alone(key, tables, ttl, loader).await;
+                        let output = self.load_alone(key, tables, ttl, windows, loader).await;
                         return (output, Outcome::Miss);
                     }
                     State::Failed => {
                         return (
-                            self.load_alone(key, tables, ttl, loader).await,
+                            self.load_alone(key, tables, ttl, windows, loader).await,
                             Outcome::Miss,
                         );
                     }
@@ -383,7 +383,7 @@ impl Cache {
                             "a load of this key took longer than max_load_wait; \
                              running the query instead of waiting for it");
                         return (
-                            self.load_alone(key, tables, ttl, loader).await,
+                            self.load_alone(key, tables, ttl, windows, loader).await,
                             Outcome::Miss,
                         );
                     }
@@ -444,13 +444,21 @@ impl Cache {
     }
 
     /// Captures the versions anew (after a wait), then [`Cache::run_alone`].
-    async fn load_alone<O, F, Fut>(&self, key: Key, tables: &[&str], ttl: Ttl, loader: F) -> O
+    async fn load_alone<O, F, Fut>(
+        &self,
+        key: Key,
+        tables: &[&str],
+        ttl: Ttl,
+        windows: Windows,
+        loader: F,
+    ) -> O
     where
         O: LoadOutput,
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let captured = self.inner.store.capture(&self.inner.core, tables).await;
+        let mut captured = self.inner.store.capture(&self.inner.core, tables).await;
+        captured.keep = windows.keep();
         self.run_alone(key, tables, ttl, &captured, loader).await
     }
 
