@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
+use cache_runtime::backend::{Backend as _, SharedBackend as _};
 use cache_runtime::{Cache, Outcome, Settings, cached, observe};
 use tokio::sync::Semaphore;
 
@@ -388,6 +389,242 @@ async fn over_a_plain_backend_a_failed_query_serves_the_last_good_value() {
     src.fail.store(true, SeqCst);
     assert_eq!(over_a_backend(&cache, &src, 1).await, Ok(5));
     assert_eq!(cache.stats().stale_on_error, 1);
+}
+
+/// A shared backend whose leases are held by "another instance" once `busy` is set, and
+/// whose next version capture waits at a gate once `hold_capture` is set.
+struct Staged {
+    inner: cache_runtime::backend::SharedMemoryBackend,
+    busy: AtomicBool,
+    hold_capture: AtomicBool,
+    held: AtomicU64,
+    gate: Semaphore,
+}
+
+#[cache_runtime::backend::async_trait]
+impl cache_runtime::backend::Backend for Staged {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, cache_runtime::backend::BackendError> {
+        self.inner.get(key).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), cache_runtime::backend::BackendError> {
+        self.inner.set(key, value, ttl).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<(), cache_runtime::backend::BackendError> {
+        self.inner.delete(keys).await
+    }
+    async fn clear_prefix(&self, prefix: &str) -> Result<(), cache_runtime::backend::BackendError> {
+        self.inner.clear_prefix(prefix).await
+    }
+}
+
+#[cache_runtime::backend::async_trait]
+impl cache_runtime::backend::SharedBackend for Staged {
+    async fn versions(
+        &self,
+        namespace: &str,
+        tables: &[&str],
+    ) -> Result<Vec<u64>, cache_runtime::backend::BackendError> {
+        if self.hold_capture.swap(false, SeqCst) {
+            self.held.fetch_add(1, SeqCst);
+            let _permit = self.gate.acquire().await;
+        }
+        self.inner.versions(namespace, tables).await
+    }
+    async fn get_checked(
+        &self,
+        namespace: &str,
+        key: &str,
+        tables: &[&str],
+    ) -> Result<cache_runtime::backend::Checked, cache_runtime::backend::BackendError> {
+        self.inner.get_checked(namespace, key, tables).await
+    }
+    async fn set_tracked(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &[(&str, u64)],
+        max_keys: usize,
+    ) -> Result<cache_runtime::backend::StoreOutcome, cache_runtime::backend::BackendError> {
+        self.inner
+            .set_tracked(namespace, key, value, ttl, tags, max_keys)
+            .await
+    }
+    async fn bump(
+        &self,
+        namespace: &str,
+        tables: &[&str],
+    ) -> Result<(), cache_runtime::backend::BackendError> {
+        self.inner.bump(namespace, tables).await
+    }
+    async fn tracked(
+        &self,
+        namespace: &str,
+        table: &str,
+    ) -> Result<usize, cache_runtime::backend::BackendError> {
+        self.inner.tracked(namespace, table).await
+    }
+    fn leases(&self) -> bool {
+        true
+    }
+    async fn try_lease(
+        &self,
+        _: &str,
+        _: Duration,
+    ) -> Result<Option<u64>, cache_runtime::backend::BackendError> {
+        Ok((!self.busy.load(SeqCst)).then_some(1))
+    }
+}
+
+#[cached(table = "st_staged", ttl = "100ms", swr = "10s", skip(src))]
+async fn staged_read(cache: &Cache, src: &Source, id: u32) -> Result<u64, String> {
+    src.read().await
+}
+
+/// Mechanism: a caller that finds the key's lease held serves its aging entry, but does
+/// not hand it to this process's waiters of its flight (`load_fresh`: the flight is
+/// dropped, not finished with that value). A caller that starts after a write and joins
+/// that flight must get the value from after the write; it used to get the one before.
+#[tokio::test]
+async fn a_read_after_a_write_never_gets_the_aging_entry_of_a_flight_it_joined() {
+    let backend = Arc::new(Staged {
+        inner: cache_runtime::backend::SharedMemoryBackend::new(1_000),
+        busy: AtomicBool::new(false),
+        hold_capture: AtomicBool::new(false),
+        held: AtomicU64::new(0),
+        gate: Semaphore::new(0),
+    });
+    let settings = Settings {
+        max_load_wait: Duration::from_millis(400),
+        ..Settings::default()
+    };
+    let cache = Cache::with_shared_backend(settings, ArcBackend(backend.clone())).expect("valid");
+    let src = source(1);
+    assert_eq!(staged_read(&cache, &src, 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    src.value.store(3, SeqCst);
+    backend.busy.store(true, SeqCst);
+
+    // X finds the aging entry; its capture waits at the gate.
+    backend.hold_capture.store(true, SeqCst);
+    let x = tokio::spawn({
+        let (cache, src) = (cache.clone(), src.clone());
+        async move { staged_read(&cache, &src, 1).await }
+    });
+    while backend.held.load(SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The write lands; then X captures the new versions and leads a flight under them.
+    cache.invalidate(&["st_staged"]).await;
+    backend.gate.add_permits(1);
+    // Y starts after the write: it finds nothing to serve and joins X's flight.
+    let y = tokio::spawn({
+        let (cache, src) = (cache.clone(), src.clone());
+        async move { staged_read(&cache, &src, 1).await }
+    });
+    assert_eq!(
+        x.await.expect("X"),
+        Ok(1),
+        "X may serve what it found before the write"
+    );
+    let y = tokio::time::timeout(Duration::from_secs(5), y).await;
+    assert_eq!(
+        y.expect("Y ends").expect("Y"),
+        Ok(3),
+        "Y started after the write"
+    );
+}
+
+/// `Arc<Staged>` as a backend, so the test keeps a handle on it.
+struct ArcBackend(Arc<Staged>);
+
+#[cache_runtime::backend::async_trait]
+impl cache_runtime::backend::Backend for ArcBackend {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, cache_runtime::backend::BackendError> {
+        self.0.get(key).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), cache_runtime::backend::BackendError> {
+        self.0.set(key, value, ttl).await
+    }
+    async fn delete(&self, keys: &[String]) -> Result<(), cache_runtime::backend::BackendError> {
+        self.0.delete(keys).await
+    }
+    async fn clear_prefix(&self, prefix: &str) -> Result<(), cache_runtime::backend::BackendError> {
+        self.0.clear_prefix(prefix).await
+    }
+}
+
+#[cache_runtime::backend::async_trait]
+impl cache_runtime::backend::SharedBackend for ArcBackend {
+    async fn versions(
+        &self,
+        namespace: &str,
+        tables: &[&str],
+    ) -> Result<Vec<u64>, cache_runtime::backend::BackendError> {
+        self.0.versions(namespace, tables).await
+    }
+    async fn get_checked(
+        &self,
+        namespace: &str,
+        key: &str,
+        tables: &[&str],
+    ) -> Result<cache_runtime::backend::Checked, cache_runtime::backend::BackendError> {
+        self.0.get_checked(namespace, key, tables).await
+    }
+    async fn set_tracked(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &[(&str, u64)],
+        max_keys: usize,
+    ) -> Result<cache_runtime::backend::StoreOutcome, cache_runtime::backend::BackendError> {
+        self.0
+            .set_tracked(namespace, key, value, ttl, tags, max_keys)
+            .await
+    }
+    async fn bump(
+        &self,
+        namespace: &str,
+        tables: &[&str],
+    ) -> Result<(), cache_runtime::backend::BackendError> {
+        self.0.bump(namespace, tables).await
+    }
+    async fn tracked(
+        &self,
+        namespace: &str,
+        table: &str,
+    ) -> Result<usize, cache_runtime::backend::BackendError> {
+        self.0.tracked(namespace, table).await
+    }
+    fn leases(&self) -> bool {
+        self.0.leases()
+    }
+    async fn try_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, cache_runtime::backend::BackendError> {
+        self.0.try_lease(key, ttl).await
+    }
 }
 
 /// The outcome names of the two new paths, for logs and metrics.

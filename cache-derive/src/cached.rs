@@ -221,7 +221,16 @@ fn duration_literal(cx: &mut Ctxt, key: &str, expr: &Expr) -> Option<std::time::
             return None;
         }
     };
+    // As the runtime's `stale::MAX_WINDOW`: an entry is kept that long past its TTL.
+    const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
     match parsed {
+        Ok(d) if d > MAX_WINDOW => {
+            cx.error_spanned_by(
+                expr,
+                format!("`{key}` is at most 30 days: an entry is kept that long past its TTL"),
+            );
+            None
+        }
         Ok(d) => Some(d),
         Err(e) => {
             cx.error_spanned_by(expr, format!("invalid `{key}` duration: {}", e.reason()));

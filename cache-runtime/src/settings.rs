@@ -257,6 +257,8 @@ pub enum SettingsError {
     /// `near_cache` is on, but the cache has no shared backend, or its backend cannot push
     /// invalidations (the reason).
     NearCacheUnavailable(String),
+    /// A stale window (the field named) is longer than 30 days.
+    StaleWindowTooLong(&'static str, Duration),
 }
 
 impl fmt::Display for SettingsError {
@@ -314,6 +316,11 @@ impl fmt::Display for SettingsError {
                 "settings.near_lease {lease:?} is out of range: it bounds how long a stalled \
                  invalidation push can leave in-process copies served, so it must be between \
                  1 ms and 1 minute; give it a duration such as \"500ms\""
+            ),
+            SettingsError::StaleWindowTooLong(field, window) => write!(
+                f,
+                "settings.{field} {window:?} is longer than 30 days: an entry is kept that \
+                 long past its TTL; give a duration such as \"30s\" or \"5m\""
             ),
             SettingsError::NearCacheUnavailable(why) => write!(
                 f,
@@ -378,6 +385,15 @@ impl Settings {
         }
         if self.near_lease < Duration::from_millis(1) || self.near_lease > MAX_NEAR_LEASE {
             return Err(SettingsError::NearLeaseOutOfRange(self.near_lease));
+        }
+        for (field, window) in [
+            ("stale_while_revalidate", self.stale_while_revalidate),
+            ("stale_on_error", self.stale_on_error),
+            ("refresh_ahead", self.refresh_ahead),
+        ] {
+            if window > crate::stale::MAX_WINDOW {
+                return Err(SettingsError::StaleWindowTooLong(field, window));
+            }
         }
         if !(0.0..=1.0).contains(&self.freshness_sample) {
             return Err(SettingsError::InvalidFreshnessSample(

@@ -15,6 +15,9 @@
 
 use std::time::{Duration, Instant};
 
+/// The longest stale window (`swr`, `stale_on_error`, `refresh_ahead`): 30 days.
+pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// How long past its TTL an entry may be served, and how long before it a refresh starts.
 /// Per function (`#[cached(swr = "30s", stale_on_error = "5m", refresh_ahead = "10s")]`)
 /// or for a whole cache (`Settings`).

@@ -191,15 +191,19 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let core = &self.inner.core;
+        let (core, store) = (&self.inner.core, &self.inner.store);
         if windows.is_none() {
             return self
                 .load_fresh(key, tables, ttl, Windows::default(), None, loader)
                 .await;
         }
-        let serve = self
-            .aging::<O::Value>(&key, tables, windows, aging)
-            .await
+        // A remote store was asked by the caller's lookup already.
+        let serve = aging
+            .or_else(|| {
+                store
+                    .peek::<O::Value>(&key)
+                    .map(|(value, deadline)| (value, windows.age(deadline, Instant::now())))
+            })
             .filter(|(_, age)| windows.serves_while_refreshing(*age));
         let (output, outcome) = self
             .load_fresh(key, tables, ttl, windows, serve, loader)
@@ -207,7 +211,7 @@ impl Cache {
         match output.into_value() {
             Ok(value) => (O::from_value(value), outcome),
             // Looked up again: a write during the query makes the entry go.
-            Err(output) => match self.aging::<O::Value>(&key, tables, windows, None).await {
+            Err(output) => match self.aging::<O::Value>(&key, tables, windows).await {
                 Some((value, age)) if windows.serves_on_error(age) => {
                     core.counters.bump(Counter::StaleOnError);
                     (O::from_value(value), Outcome::StaleOnError)
@@ -217,18 +221,14 @@ impl Cache {
         }
     }
 
-    /// The entry of `key` that may still be served past its TTL, and its age: the one a
-    /// remote lookup found (`found`), else the in-memory store's, else a remote lookup's.
+    /// The entry of `key` that may still be served past its TTL, and its age, looked up
+    /// anew (versions checked): the in-memory store's, else a remote store's.
     async fn aging<V: crate::CacheValue>(
         &self,
         key: &Key,
         tables: &[&str],
         windows: Windows,
-        found: Option<(V, Age)>,
     ) -> Option<(V, Age)> {
-        if found.is_some() {
-            return found;
-        }
         let (core, store) = (&self.inner.core, &self.inner.store);
         if let Some((value, deadline)) = store.peek::<V>(key) {
             return Some((value, windows.age(deadline, Instant::now())));
@@ -310,8 +310,11 @@ impl Cache {
                         }
                         Lease::Free => (None, None),
                         // Another instance refreshes it: served the entry, not a wait.
+                        // This process's waiters get no aging value from this flight (they
+                        // may have started after a write): dropped, it is abandoned, and
+                        // they look again or lead.
                         Lease::Busy if let Some((value, age)) = &serve => {
-                            guard.finish(State::Done(Arc::new(value.clone())));
+                            drop(guard);
                             return (O::from_value(value.clone()), served_aging(counters, *age));
                         }
                         Lease::Busy => {

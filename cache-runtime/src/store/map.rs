@@ -287,16 +287,20 @@ impl ClockMap {
             self.remove_exact(key, slot, &guard);
             return Lookup::Fault(counter);
         }
-        if early != 0
-            && slot.deadline != 0
-            && nanos_since_epoch(Instant::now()).saturating_add(1 + early) >= slot.deadline
-        {
-            return Lookup::Aging;
-        }
-        // Load first: a hit on an entry already marked writes nothing.
+        // Load first: a hit on an entry already marked writes nothing. An aging entry is
+        // read too: the eviction hand must not take a hot key while it is refreshed.
         let state = slot.state.load(Ordering::Relaxed);
         if state & REFERENCED == 0 {
             slot.state.store(state | REFERENCED, Ordering::Relaxed);
+        }
+        if early != 0
+            && slot.deadline != 0
+            && nanos_since_epoch(Instant::now())
+                .saturating_add(1)
+                .saturating_add(early)
+                >= slot.deadline
+        {
+            return Lookup::Aging;
         }
         if let Some(value) = slot.value.downcast_ref::<V>() {
             return Lookup::Hit(value.clone());

@@ -8,7 +8,7 @@ async fn find(id: i64) -> Result<i64, ()> {
     Ok(id)
 }
 
-#[cached(ttl = "60s", table = "users", refresh_ahead = "1s", refresh_ahead = "2s")]
+#[cached(ttl = "60s", table = "users", refresh_ahead = "1s", refresh_ahead = "2s", swr = "60d")]
 async fn again(id: i64) -> Result<i64, ()> {
     Ok(id)
 }
