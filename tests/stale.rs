@@ -399,6 +399,9 @@ struct Staged {
     hold_capture: AtomicBool,
     held: AtomicU64,
     gate: Semaphore,
+    hold_lease: AtomicBool,
+    lease_held: AtomicU64,
+    lease_gate: Semaphore,
 }
 
 #[cache_runtime::backend::async_trait]
@@ -481,6 +484,10 @@ impl cache_runtime::backend::SharedBackend for Staged {
         _: &str,
         _: Duration,
     ) -> Result<Option<u64>, cache_runtime::backend::BackendError> {
+        if self.hold_lease.swap(false, SeqCst) {
+            self.lease_held.fetch_add(1, SeqCst);
+            let _permit = self.lease_gate.acquire().await;
+        }
         Ok((!self.busy.load(SeqCst)).then_some(1))
     }
 }
@@ -502,6 +509,9 @@ async fn a_read_after_a_write_never_gets_the_aging_entry_of_a_flight_it_joined()
         hold_capture: AtomicBool::new(false),
         held: AtomicU64::new(0),
         gate: Semaphore::new(0),
+        hold_lease: AtomicBool::new(false),
+        lease_held: AtomicU64::new(0),
+        lease_gate: Semaphore::new(0),
     });
     let settings = Settings {
         max_load_wait: Duration::from_millis(400),
@@ -523,14 +533,21 @@ async fn a_read_after_a_write_never_gets_the_aging_entry_of_a_flight_it_joined()
     while backend.held.load(SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    // The write lands; then X captures the new versions and leads a flight under them.
+    // The write lands; then X captures the new versions and leads a flight under them,
+    // and waits at the lease.
     cache.invalidate(&["st_staged"]).await;
+    backend.hold_lease.store(true, SeqCst);
     backend.gate.add_permits(1);
+    while backend.lease_held.load(SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     // Y starts after the write: it finds nothing to serve and joins X's flight.
     let y = tokio::spawn({
         let (cache, src) = (cache.clone(), src.clone());
         async move { staged_read(&cache, &src, 1).await }
     });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    backend.lease_gate.add_permits(1);
     assert_eq!(
         x.await.expect("X"),
         Ok(1),
