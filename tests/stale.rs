@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
-use cache_runtime::backend::{Backend as _, SharedBackend as _};
 use cache_runtime::{Cache, Outcome, Settings, cached, observe};
 use tokio::sync::Semaphore;
 
