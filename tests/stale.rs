@@ -390,10 +390,16 @@ async fn over_a_plain_backend_a_failed_query_serves_the_last_good_value() {
     assert_eq!(cache.stats().stale_on_error, 1);
 }
 
-/// A shared backend whose leases are held by "another instance" once `busy` is set, and
-/// whose next version capture waits at a gate once `hold_capture` is set.
+/// A shared backend whose leases are held by "another instance" once `busy` is set, whose
+/// next version capture waits at a gate once `hold_capture` is set, and whose next lease
+/// request once `hold_lease` is. Clones share everything.
+#[derive(Clone)]
 struct Staged {
     inner: cache_runtime::backend::SharedMemoryBackend,
+    stage: Arc<Stage>,
+}
+
+struct Stage {
     busy: AtomicBool,
     hold_capture: AtomicBool,
     held: AtomicU64,
@@ -434,9 +440,9 @@ impl cache_runtime::backend::SharedBackend for Staged {
         namespace: &str,
         tables: &[&str],
     ) -> Result<Vec<u64>, cache_runtime::backend::BackendError> {
-        if self.hold_capture.swap(false, SeqCst) {
-            self.held.fetch_add(1, SeqCst);
-            let _permit = self.gate.acquire().await;
+        if self.stage.hold_capture.swap(false, SeqCst) {
+            self.stage.held.fetch_add(1, SeqCst);
+            let _permit = self.stage.gate.acquire().await;
         }
         self.inner.versions(namespace, tables).await
     }
@@ -483,11 +489,11 @@ impl cache_runtime::backend::SharedBackend for Staged {
         _: &str,
         _: Duration,
     ) -> Result<Option<u64>, cache_runtime::backend::BackendError> {
-        if self.hold_lease.swap(false, SeqCst) {
-            self.lease_held.fetch_add(1, SeqCst);
-            let _permit = self.lease_gate.acquire().await;
+        if self.stage.hold_lease.swap(false, SeqCst) {
+            self.stage.lease_held.fetch_add(1, SeqCst);
+            let _permit = self.stage.lease_gate.acquire().await;
         }
-        Ok((!self.busy.load(SeqCst)).then_some(1))
+        Ok((!self.stage.busy.load(SeqCst)).then_some(1))
     }
 }
 
@@ -502,42 +508,44 @@ async fn staged_read(cache: &Cache, src: &Source, id: u32) -> Result<u64, String
 /// that flight must get the value from after the write; it used to get the one before.
 #[tokio::test]
 async fn a_read_after_a_write_never_gets_the_aging_entry_of_a_flight_it_joined() {
-    let backend = Arc::new(Staged {
+    let backend = Staged {
         inner: cache_runtime::backend::SharedMemoryBackend::new(1_000),
-        busy: AtomicBool::new(false),
-        hold_capture: AtomicBool::new(false),
-        held: AtomicU64::new(0),
-        gate: Semaphore::new(0),
-        hold_lease: AtomicBool::new(false),
-        lease_held: AtomicU64::new(0),
-        lease_gate: Semaphore::new(0),
-    });
+        stage: Arc::new(Stage {
+            busy: AtomicBool::new(false),
+            hold_capture: AtomicBool::new(false),
+            held: AtomicU64::new(0),
+            gate: Semaphore::new(0),
+            hold_lease: AtomicBool::new(false),
+            lease_held: AtomicU64::new(0),
+            lease_gate: Semaphore::new(0),
+        }),
+    };
     let settings = Settings {
         max_load_wait: Duration::from_millis(400),
         ..Settings::default()
     };
-    let cache = Cache::with_shared_backend(settings, ArcBackend(backend.clone())).expect("valid");
+    let cache = Cache::with_shared_backend(settings, backend.clone()).expect("valid");
     let src = source(1);
     assert_eq!(staged_read(&cache, &src, 1).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(150)).await;
     src.value.store(3, SeqCst);
-    backend.busy.store(true, SeqCst);
+    backend.stage.busy.store(true, SeqCst);
 
     // X finds the aging entry; its capture waits at the gate.
-    backend.hold_capture.store(true, SeqCst);
+    backend.stage.hold_capture.store(true, SeqCst);
     let x = tokio::spawn({
         let (cache, src) = (cache.clone(), src.clone());
         async move { staged_read(&cache, &src, 1).await }
     });
-    while backend.held.load(SeqCst) == 0 {
+    while backend.stage.held.load(SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // The write lands; then X captures the new versions and leads a flight under them,
     // and waits at the lease.
     cache.invalidate(&["st_staged"]).await;
-    backend.hold_lease.store(true, SeqCst);
-    backend.gate.add_permits(1);
-    while backend.lease_held.load(SeqCst) == 0 {
+    backend.stage.hold_lease.store(true, SeqCst);
+    backend.stage.gate.add_permits(1);
+    while backend.stage.lease_held.load(SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // Y starts after the write: it finds nothing to serve and joins X's flight.
@@ -546,7 +554,7 @@ async fn a_read_after_a_write_never_gets_the_aging_entry_of_a_flight_it_joined()
         async move { staged_read(&cache, &src, 1).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    backend.lease_gate.add_permits(1);
+    backend.stage.lease_gate.add_permits(1);
     assert_eq!(
         x.await.expect("X"),
         Ok(1),
@@ -558,89 +566,6 @@ async fn a_read_after_a_write_never_gets_the_aging_entry_of_a_flight_it_joined()
         Ok(3),
         "Y started after the write"
     );
-}
-
-/// `Arc<Staged>` as a backend, so the test keeps a handle on it.
-struct ArcBackend(Arc<Staged>);
-
-#[cache_runtime::backend::async_trait]
-impl cache_runtime::backend::Backend for ArcBackend {
-    async fn get(
-        &self,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>, cache_runtime::backend::BackendError> {
-        self.0.get(key).await
-    }
-    async fn set(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<(), cache_runtime::backend::BackendError> {
-        self.0.set(key, value, ttl).await
-    }
-    async fn delete(&self, keys: &[String]) -> Result<(), cache_runtime::backend::BackendError> {
-        self.0.delete(keys).await
-    }
-    async fn clear_prefix(&self, prefix: &str) -> Result<(), cache_runtime::backend::BackendError> {
-        self.0.clear_prefix(prefix).await
-    }
-}
-
-#[cache_runtime::backend::async_trait]
-impl cache_runtime::backend::SharedBackend for ArcBackend {
-    async fn versions(
-        &self,
-        namespace: &str,
-        tables: &[&str],
-    ) -> Result<Vec<u64>, cache_runtime::backend::BackendError> {
-        self.0.versions(namespace, tables).await
-    }
-    async fn get_checked(
-        &self,
-        namespace: &str,
-        key: &str,
-        tables: &[&str],
-    ) -> Result<cache_runtime::backend::Checked, cache_runtime::backend::BackendError> {
-        self.0.get_checked(namespace, key, tables).await
-    }
-    async fn set_tracked(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        tags: &[(&str, u64)],
-        max_keys: usize,
-    ) -> Result<cache_runtime::backend::StoreOutcome, cache_runtime::backend::BackendError> {
-        self.0
-            .set_tracked(namespace, key, value, ttl, tags, max_keys)
-            .await
-    }
-    async fn bump(
-        &self,
-        namespace: &str,
-        tables: &[&str],
-    ) -> Result<(), cache_runtime::backend::BackendError> {
-        self.0.bump(namespace, tables).await
-    }
-    async fn tracked(
-        &self,
-        namespace: &str,
-        table: &str,
-    ) -> Result<usize, cache_runtime::backend::BackendError> {
-        self.0.tracked(namespace, table).await
-    }
-    fn leases(&self) -> bool {
-        self.0.leases()
-    }
-    async fn try_lease(
-        &self,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Option<u64>, cache_runtime::backend::BackendError> {
-        self.0.try_lease(key, ttl).await
-    }
 }
 
 /// The outcome names of the two new paths, for logs and metrics.
