@@ -367,12 +367,14 @@ impl AnyStore {
         windows: crate::stale::Windows,
         count: bool,
     ) -> Option<Found<V>> {
-        match self {
-            AnyStore::Memory(_) => None,
-            AnyStore::Plain(s) => s.lookup_windowed(core, key, windows, count).await,
-            AnyStore::Shared(s) => s.lookup_windowed(core, key, tables, windows, count).await,
-            AnyStore::Near(n) => n.lookup_windowed(core, key, tables, windows, count).await,
-        }
+        let keep = windows.keep();
+        let (value, expires_at) = match self {
+            AnyStore::Memory(_) => return None,
+            AnyStore::Plain(s) => s.lookup_keeping(core, key, keep).await?,
+            AnyStore::Shared(s) => s.lookup_keeping(core, key, tables, keep).await?,
+            AnyStore::Near(n) => return n.lookup_windowed(core, key, tables, windows, count).await,
+        };
+        Some(Found::of(core, value, expires_at, windows, count))
     }
 
     /// The fleet-wide lease of a missing key (`Settings::shared_single_flight`): only a
@@ -394,22 +396,15 @@ impl AnyStore {
         tables: &[&str],
         windows: crate::stale::Windows,
     ) -> Option<V> {
-        if !windows.is_none() {
-            return match self
-                .lookup_windowed(core, key, tables, windows, false)
-                .await
-            {
-                Some(Found::Hit(value)) => Some(value),
-                _ => None,
-            };
+        if matches!(self, AnyStore::Memory(_) | AnyStore::Plain(_)) {
+            return None;
         }
-        match self {
-            AnyStore::Shared(s) => s
-                .lookup_expiring(core, key, tables, false)
-                .await
-                .map(|(value, _)| value),
-            AnyStore::Near(n) => n.lookup_counted(core, key, tables, false).await,
-            AnyStore::Memory(_) | AnyStore::Plain(_) => None,
+        match self
+            .lookup_windowed(core, key, tables, windows, false)
+            .await?
+        {
+            Found::Hit(value) => Some(value),
+            Found::Aging(..) => None,
         }
     }
 
@@ -540,6 +535,34 @@ pub(crate) enum Found<V> {
     /// An entry past its TTL, or within `refresh_ahead` of it, that may be served while
     /// another caller refreshes it (`crate::stale`).
     Aging(V, crate::stale::Age),
+}
+
+impl<V> Found<V> {
+    /// A backend's current entry whose TTL ends at `expires_at` (Unix milliseconds): a hit
+    /// (counted when `count`), or aging for `windows`. Without windows it is a hit: the
+    /// lookup kept nothing past its TTL.
+    pub(crate) fn of(
+        core: &Core,
+        value: V,
+        expires_at: Option<u64>,
+        windows: crate::stale::Windows,
+        count: bool,
+    ) -> Found<V> {
+        let age = if windows.is_none() {
+            None
+        } else {
+            windows.remote_age(expires_at)
+        };
+        match age {
+            Some(age) => Found::Aging(value, age),
+            None => {
+                if count {
+                    core.counters.bump(Counter::Hits);
+                }
+                Found::Hit(value)
+            }
+        }
+    }
 }
 
 /// Why a backend's entry is not served (it is then deleted).

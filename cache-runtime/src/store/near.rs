@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Captured, Core, MemoryStore, Remote, SharedStore, Store};
+use super::{Captured, Core, Found, MemoryStore, Remote, SharedStore, Store};
 use crate::key::Key;
 use crate::{CacheValue, Settings, Ttl};
 
@@ -75,30 +75,8 @@ impl NearStore {
         &self.shared
     }
 
-    /// [`Store::lookup`]; `count`: as a hit of its own (not a wait for another instance's
-    /// fill).
-    pub(crate) async fn lookup_counted<V: CacheValue>(
-        &self,
-        core: &Core,
-        key: &Key,
-        tables: &[&str],
-        count: bool,
-    ) -> Option<V> {
-        // Before the backend is read: an invalidation pushed meanwhile makes the copy stale.
-        let local = Captured::known(self.local.versions(tables));
-        let (value, expires_at) = self
-            .shared
-            .lookup_expiring::<V>(core, key, tables, count)
-            .await?;
-        if self.push.live() {
-            self.local
-                .store(core, *key, tables, &local, copy_ttl(expires_at), &value)
-                .await;
-        }
-        Some(value)
-    }
-
-    /// [`SharedStore::lookup_windowed`], keeping an in-process copy of a hit.
+    /// The backend's entry, as [`Found::of`], keeping an in-process copy of a hit.
+    /// `count`: a hit of its own (not a wait for another instance's fill) is counted.
     pub(crate) async fn lookup_windowed<V: CacheValue>(
         &self,
         core: &Core,
@@ -106,24 +84,20 @@ impl NearStore {
         tables: &[&str],
         windows: crate::stale::Windows,
         count: bool,
-    ) -> Option<super::Found<V>> {
+    ) -> Option<Found<V>> {
+        // Before the backend is read: an invalidation pushed meanwhile makes the copy stale.
         let local = Captured::known(self.local.versions(tables));
         let (value, expires_at) = self
             .shared
-            .lookup_keeping::<V>(core, key, tables, windows.keep(), false)
+            .lookup_keeping::<V>(core, key, tables, windows.keep())
             .await?;
-        if let Some(age) = windows.remote_age(expires_at) {
-            return Some(super::Found::Aging(value, age));
-        }
-        if count {
-            core.counters.bump(crate::stats::Counter::Hits);
-        }
-        if self.push.live() {
+        let found = Found::of(core, value, expires_at, windows, count);
+        if let (Found::Hit(value), true) = (&found, self.push.live()) {
             self.local
-                .store(core, *key, tables, &local, copy_ttl(expires_at), &value)
+                .store(core, *key, tables, &local, copy_ttl(expires_at), value)
                 .await;
         }
-        Some(super::Found::Hit(value))
+        Some(found)
     }
 
     /// Another process (or this one) invalidated `tables`.
@@ -173,7 +147,13 @@ impl Store for NearStore {
     }
 
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
-        self.lookup_counted(core, key, tables, true).await
+        match self
+            .lookup_windowed(core, key, tables, crate::stale::Windows::default(), true)
+            .await?
+        {
+            Found::Hit(value) => Some(value),
+            Found::Aging(..) => None,
+        }
     }
 
     async fn capture(&self, core: &Core, tables: &[&str]) -> Captured {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Captured, Core, Entry, Fault, Found, Remote, Store, decode_keeping};
+use super::{Captured, Core, Entry, Fault, Remote, Store, decode_keeping};
 use crate::backend::Backend;
 use crate::key::Key;
 use crate::stats::Counter;
@@ -27,7 +27,7 @@ impl PlainStore {
 
     /// The entry and its expiry (Unix milliseconds), if current and not past it by `keep`
     /// or more; anything else is deleted.
-    async fn lookup_keeping<V: CacheValue>(
+    pub(crate) async fn lookup_keeping<V: CacheValue>(
         &self,
         core: &Core,
         key: &Key,
@@ -60,26 +60,6 @@ impl PlainStore {
         };
         fault.discard(core, &*self.backend, name).await;
         None
-    }
-
-    /// [`Store::lookup`] for a read with stale windows, as the shared store's.
-    pub(crate) async fn lookup_windowed<V: CacheValue>(
-        &self,
-        core: &Core,
-        key: &Key,
-        windows: crate::stale::Windows,
-        count: bool,
-    ) -> Option<Found<V>> {
-        let (value, expires_at) = self.lookup_keeping::<V>(core, key, windows.keep()).await?;
-        match windows.remote_age(expires_at) {
-            None => {
-                if count {
-                    core.counters.bump(Counter::Hits);
-                }
-                Some(Found::Hit(value))
-            }
-            Some(age) => Some(Found::Aging(value, age)),
-        }
     }
 
     async fn delete(&self, core: &Core, keys: &[Key]) {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::pending::PendingBumps;
-use super::{Captured, Core, Entry, Fault, Found, LogGate, Remote, Store, decode_keeping};
+use super::{Captured, Core, Entry, Fault, LogGate, Remote, Store, decode_keeping};
 use crate::backend::{BackendError, SharedBackend, StoreOutcome};
 use crate::key::Key;
 use crate::stats::Counter;
@@ -202,53 +202,14 @@ impl SharedStore {
         Ok(current.len() == others.len() && others.iter().zip(&current).all(|((_, v), c)| v == c))
     }
 
-    /// [`Store::lookup`], with the entry's expiry (Unix milliseconds, `None`: none) for a
-    /// near cache's in-process copy.
-    /// `count`: a read of its own (a hit), not a wait for another instance's fill.
-    pub(crate) async fn lookup_expiring<V: CacheValue>(
-        &self,
-        core: &Core,
-        key: &Key,
-        tables: &[&str],
-        count: bool,
-    ) -> Option<(V, Option<u64>)> {
-        self.lookup_keeping(core, key, tables, Duration::ZERO, count)
-            .await
-    }
-
-    /// [`Store::lookup`] for a read with stale windows: a hit, or an entry past its TTL
-    /// (by less than `windows.keep()`), or within `refresh_ahead` of it, as aging.
-    /// `count`: a hit of its own is counted.
-    pub(crate) async fn lookup_windowed<V: CacheValue>(
-        &self,
-        core: &Core,
-        key: &Key,
-        tables: &[&str],
-        windows: crate::stale::Windows,
-        count: bool,
-    ) -> Option<Found<V>> {
-        let (value, expires_at) = self
-            .lookup_keeping(core, key, tables, windows.keep(), false)
-            .await?;
-        match windows.remote_age(expires_at) {
-            None => {
-                if count {
-                    core.counters.bump(Counter::Hits);
-                }
-                Some(Found::Hit(value))
-            }
-            Some(age) => Some(Found::Aging(value, age)),
-        }
-    }
-
-    /// The entry and its expiry, if current and not past it by `keep` or more.
+    /// The entry and its expiry (Unix milliseconds, `None`: none), if current and not past
+    /// it by `keep` or more (`crate::stale`); anything else is deleted. Counts nothing.
     pub(crate) async fn lookup_keeping<V: CacheValue>(
         &self,
         core: &Core,
         key: &Key,
         tables: &[&str],
         keep: Duration,
-        count: bool,
     ) -> Option<(V, Option<u64>)> {
         if !self.deliver_pending(core).await {
             return None;
@@ -268,12 +229,7 @@ impl SharedStore {
         };
         let fault = match decode_keeping::<V>(core, key, &bytes, keep) {
             Ok(env) => match self.tags_current(core, &env.tags, tables, &versions).await {
-                Ok(true) => {
-                    if count {
-                        core.counters.bump(Counter::Hits);
-                    }
-                    return Some((env.value, env.expires_at));
-                }
+                Ok(true) => return Some((env.value, env.expires_at)),
                 Ok(false) => Fault::Counted(Counter::Stale),
                 Err(e) => {
                     core.backend_error("versions", &e);
@@ -388,9 +344,11 @@ impl Store for SharedStore {
     }
 
     async fn lookup<V: CacheValue>(&self, core: &Core, key: &Key, tables: &[&str]) -> Option<V> {
-        self.lookup_expiring(core, key, tables, true)
-            .await
-            .map(|(value, _)| value)
+        let (value, _) = self
+            .lookup_keeping(core, key, tables, Duration::ZERO)
+            .await?;
+        core.counters.bump(Counter::Hits);
+        Some(value)
     }
 
     async fn capture(&self, core: &Core, tables: &[&str]) -> Captured {
