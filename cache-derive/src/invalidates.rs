@@ -380,12 +380,12 @@ fn generate(write: &Write) -> TokenStream {
             (None, _) => quote!(#rows_var.add(#table, ::core::option::Option::None);),
         });
     let rows_expr = if rows.is_empty() {
-        quote!(#private::Written::new())
+        quote!(#private::WrittenRows::new())
     } else {
         quote! {{
             #[allow(unused_imports)]
             use #private::{KnownRow as _, UnknownRow as _};
-            let mut #rows_var = #private::Written::new();
+            let mut #rows_var = #private::WrittenRows::new();
             #(#adds)*
             #rows_var
         }}

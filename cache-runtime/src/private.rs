@@ -141,7 +141,7 @@ pub use crate::stale::Windows;
 // `(&RowProbe(&id)).row()` is `Some` for a `RowId` (the integers, a user's newtype), and
 // `None` for anything else: the read or write then follows the whole table.
 
-pub use crate::rows::Written;
+pub use crate::rows::WrittenRows;
 
 /// A value a read or write names its row by.
 pub struct RowProbe<'a, T: ?Sized>(pub &'a T);
@@ -610,7 +610,7 @@ pub fn ttl_or_default(cache: &Cache, entity: Option<Ttl>) -> Ttl {
 pub struct WriteGuard<'a> {
     cache: &'a Cache,
     tables: &'a [&'a str],
-    rows: Written,
+    rows: WrittenRows<'a>,
     armed: bool,
 }
 
@@ -620,7 +620,7 @@ impl<'a> WriteGuard<'a> {
     /// armed when `Settings::invalidate_on_write` is off.
     #[inline]
     pub fn new(cache: &'a Cache, tables: &'a [&'a str], deferred: bool) -> WriteGuard<'a> {
-        WriteGuard::with_rows(cache, tables, deferred, Written::new())
+        WriteGuard::with_rows(cache, tables, deferred, WrittenRows::new())
     }
 
     /// As [`WriteGuard::new`], for a write that touches `rows` (found before it runs): the
@@ -630,7 +630,7 @@ impl<'a> WriteGuard<'a> {
         cache: &'a Cache,
         tables: &'a [&'a str],
         deferred: bool,
-        rows: Written,
+        rows: WrittenRows<'a>,
     ) -> WriteGuard<'a> {
         WriteGuard {
             cache,

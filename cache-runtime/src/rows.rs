@@ -133,57 +133,30 @@ pub(crate) fn is_table(name: &str) -> bool {
     !name.contains('#')
 }
 
-/// `tables` with the all-rows tag of each table added: what a write whose rows are unknown
-/// invalidates.
-pub(crate) fn with_all_rows(tables: &[&str]) -> Vec<String> {
-    let mut names = Vec::with_capacity(2 * tables.len());
-    for table in tables {
-        names.push((*table).to_owned());
-        if is_table(table) {
-            names.push(all_rows(table));
-        }
-    }
-    names
-}
-
-/// What a write to known rows invalidates: each table, and the bucket of each of its rows.
-pub(crate) fn with_rows(tables: &[&str], ids: &[i128]) -> Vec<String> {
-    let mut names = Vec::with_capacity(tables.len() * (1 + ids.len()));
-    for table in tables {
-        names.push((*table).to_owned());
-        for id in ids {
-            let tag = row(table, *id);
-            if !names.contains(&tag) {
-                names.push(tag);
-            }
-        }
-    }
-    names
-}
-
-/// The rows a write touches, per table, found before its body runs: for the tables it
-/// has none for, or one it could not tell, the write invalidates the whole table.
+/// The rows a write touches, per table (found before a macro's write runs): what every
+/// invalidation names. For the tables it has none for, or one it could not tell, the
+/// write invalidates the whole table, its all-rows tag included.
 #[derive(Default, Debug)]
-pub struct Written {
-    rows: Vec<(&'static str, Option<i128>)>,
+pub struct WrittenRows<'a> {
+    rows: Vec<(&'a str, Option<i128>)>,
 }
 
-impl Written {
+impl<'a> WrittenRows<'a> {
     /// No rows known: every table is invalidated whole.
     #[inline]
-    pub const fn new() -> Written {
-        Written { rows: Vec::new() }
+    pub const fn new() -> WrittenRows<'a> {
+        WrittenRows { rows: Vec::new() }
     }
 
     /// The write touches the row `id` of `table` (`None`: a row whose id is not an
     /// integer, so the whole table).
-    pub fn add(&mut self, table: &'static str, id: Option<i128>) {
+    pub fn add(&mut self, table: &'a str, id: Option<i128>) {
         self.rows.push((table, id));
     }
 
-    /// The write inserts the row `id` of `table`: as [`Written::add`], except that an id of
-    /// 0 is no row (MySQL gives a row inserted with id 0 the next `AUTO_INCREMENT` id).
-    pub fn add_inserted(&mut self, table: &'static str, id: Option<i128>) {
+    /// The write inserts the row `id` of `table`: as [`WrittenRows::add`], except that an
+    /// id of 0 is no row (MySQL gives a row inserted with id 0 the next `AUTO_INCREMENT` id).
+    pub fn add_inserted(&mut self, table: &'a str, id: Option<i128>) {
         self.add(table, id.filter(|id| *id != 0));
     }
 
@@ -225,7 +198,7 @@ mod tests {
         assert!(row("articles", 7).starts_with("articles#"));
         assert_eq!(row("articles", 7), row("articles", 7));
         assert_eq!(
-            with_all_rows(&["articles", "articles#3"]),
+            WrittenRows::new().names(&["articles", "articles#3"], true),
             ["articles", "articles#", "articles#3"]
         );
     }

@@ -17,6 +17,7 @@ pub use global::{InstallError, global, install};
 use crate::backend::{Backend, SharedBackend};
 use crate::key::{Key, KeyBuilder, KeyError, KeyScope};
 use crate::output::LoadOutput;
+use crate::rows::WrittenRows;
 use crate::stats::Stats;
 use crate::store::{AnyStore, Core, MemoryStore, NearStore, PlainStore, PushTarget, SharedStore};
 use crate::{Settings, SettingsError, Ttl};
@@ -301,14 +302,13 @@ impl Cache {
     /// Reads of single rows by id (see [`row_tags`](crate::row_tags)) of `tables` go stale
     /// too: the write's rows are not known. [`Cache::invalidate_rows`] names them.
     pub async fn invalidate(&self, tables: &[&str]) {
-        let names = crate::rows::with_all_rows(tables);
-        self.invalidate_names(&strs(&names), "write").await;
+        self.invalidate_write(tables, &WrittenRows::new()).await;
     }
 
     /// Invalidates the rows `ids` of `table`: reads of those rows by id, and every read of
     /// the table that can include any row (lists, counts, joins), go stale; reads of other
-    /// rows by id stay fresh. With [`Settings::row_level`] off, the whole table, as
-    /// [`Cache::invalidate`].
+    /// rows by id stay fresh. With [`Settings::row_level`] off, or no ids, the whole table,
+    /// as [`Cache::invalidate`].
     ///
     /// ```
     /// use cache_runtime::{Cache, Settings};
@@ -320,25 +320,21 @@ impl Cache {
     /// # });
     /// ```
     pub async fn invalidate_rows<I: crate::RowId>(&self, table: &str, ids: &[I]) {
-        let names = if self.inner.core.settings.row_level {
-            let ids: Vec<i128> = ids.iter().map(crate::RowId::row_id).collect();
-            crate::rows::with_rows(&[table], &ids)
-        } else {
-            crate::rows::with_all_rows(&[table])
-        };
-        self.invalidate_names(&strs(&names), "write").await;
+        let mut rows = WrittenRows::new();
+        for id in ids {
+            rows.add(table, Some(id.row_id()));
+        }
+        self.invalidate_write(&[table], &rows).await;
     }
 
     /// A write's invalidation: `tables` as [`Cache::invalidate`], except those `rows`
-    /// names with every row the write touched, whose reads of other rows stay fresh.
-    pub(crate) async fn invalidate_write(&self, tables: &[&str], rows: &crate::rows::Written) {
+    /// names with every row the write touched, whose reads of other rows stay fresh. Bumps
+    /// the tags it names in every cache.
+    pub(crate) async fn invalidate_write(&self, tables: &[&str], rows: &WrittenRows<'_>) {
         let names = rows.names(tables, self.inner.core.settings.row_level);
-        self.invalidate_names(&strs(&names), "write").await;
-    }
-
-    /// Bumps exactly the tags `tables` names (tables and row tags), in every cache.
-    pub(crate) async fn invalidate_names(&self, tables: &[&str], cause: &'static str) {
-        invalidation_event(tables, cause);
+        let tables = strs(&names);
+        let tables = &tables[..];
+        invalidation_event(tables, "write");
         let started = std::time::Instant::now();
         // The part that needs no waiting, for every cache, under the registry's lock; the
         // remote parts after it (rarely any: no allocation otherwise).
@@ -363,11 +359,9 @@ impl Cache {
     /// in-memory entries, pending shared bumps, which stop it serving from a shared
     /// backend) is done before this returns; the remote part runs in a task spawned on the
     /// current Tokio runtime, if there is one.
-    pub(crate) fn invalidate_now(&self, tables: &[&str], rows: &crate::rows::Written) {
-        let names = rows.names(tables, self.inner.core.settings.row_level);
-        let tables = strs(&names);
-        invalidation_event(&tables, "abandoned write");
-        self.invalidate_detached(&tables, tokio::runtime::Handle::try_current().ok());
+    pub(crate) fn invalidate_now(&self, tables: &[&str], rows: &WrittenRows<'_>) {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        self.invalidate_detached(tables, rows, "abandoned write", runtime);
     }
 
     /// [`Cache::invalidate`] for code that cannot await, such as a database driver's hook
@@ -388,13 +382,21 @@ impl Cache {
     /// .unwrap();
     /// ```
     pub fn invalidate_from_hook(&self, tables: &[&str], runtime: &tokio::runtime::Handle) {
-        let names = crate::rows::with_all_rows(tables);
-        let tables = strs(&names);
-        invalidation_event(&tables, "database event");
-        self.invalidate_detached(&tables, Some(runtime.clone()));
+        let runtime = Some(runtime.clone());
+        self.invalidate_detached(tables, &WrittenRows::new(), "database event", runtime);
     }
 
-    fn invalidate_detached(&self, tables: &[&str], runtime: Option<tokio::runtime::Handle>) {
+    fn invalidate_detached(
+        &self,
+        tables: &[&str],
+        rows: &WrittenRows<'_>,
+        cause: &'static str,
+        runtime: Option<tokio::runtime::Handle>,
+    ) {
+        let names = rows.names(tables, self.inner.core.settings.row_level);
+        let tables = strs(&names);
+        let tables = &tables[..];
+        invalidation_event(tables, cause);
         let owned: Vec<Box<str>> = tables.iter().map(|t| Box::<str>::from(*t)).collect();
         global::for_each_cache(|inner| {
             let named = Arc::ptr_eq(inner, &self.inner);
