@@ -191,19 +191,15 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let (core, store) = (&self.inner.core, &self.inner.store);
+        let core = &self.inner.core;
         if windows.is_none() {
             return self
-                .load_fresh(key, tables, ttl, Windows::default(), None, loader)
+                .load_fresh(key, tables, ttl, windows, None, loader)
                 .await;
         }
         // A remote store was asked by the caller's lookup already.
         let serve = aging
-            .or_else(|| {
-                store
-                    .peek::<O::Value>(&key)
-                    .map(|(value, deadline)| (value, windows.age(deadline, Instant::now())))
-            })
+            .or_else(|| self.peek_aged(&key, windows))
             .filter(|(_, age)| windows.serves_while_refreshing(*age));
         let (output, outcome) = self
             .load_fresh(key, tables, ttl, windows, serve, loader)
@@ -229,10 +225,10 @@ impl Cache {
         tables: &[&str],
         windows: Windows,
     ) -> Option<(V, Age)> {
-        let (core, store) = (&self.inner.core, &self.inner.store);
-        if let Some((value, deadline)) = store.peek::<V>(key) {
-            return Some((value, windows.age(deadline, Instant::now())));
+        if let Some(found) = self.peek_aged(key, windows) {
+            return Some(found);
         }
+        let (core, store) = (&self.inner.core, &self.inner.store);
         match store
             .lookup_windowed::<V>(core, key, tables, windows, false)
             .await?
@@ -240,6 +236,12 @@ impl Cache {
             Found::Hit(value) => Some((value, Age::Fresh)),
             Found::Aging(value, age) => Some((value, age)),
         }
+    }
+
+    /// The in-memory entry of `key` kept past its TTL, and its age.
+    fn peek_aged<V: crate::CacheValue>(&self, key: &Key, windows: Windows) -> Option<(V, Age)> {
+        let (value, deadline) = self.inner.store.peek::<V>(key)?;
+        Some((value, windows.age(deadline, Instant::now())))
     }
 
     /// Runs the query (or shares another caller's run) and stores its value. `serve`: an
