@@ -468,10 +468,7 @@ where
             .slow_path(call.key, tables, ttl, windows, call.uncached, loader)
             .await;
     };
-    let tags: Vec<String> = tables
-        .iter()
-        .flat_map(|t| [crate::rows::all_rows(t), crate::rows::row(t, id)])
-        .collect();
+    let tags: Vec<String> = tables.iter().flat_map(|t| crate::row_tags(t, id)).collect();
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     cache
         .slow_path(call.key, &tags, ttl, windows, call.uncached, loader)

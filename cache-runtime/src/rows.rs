@@ -54,7 +54,7 @@ macro_rules! row_ids {
         }
     )*};
 }
-row_ids!(i8, i16, i32, i64, u8, u16, u32, u64);
+row_ids!(i8, i16, i32, i64, i128, u8, u16, u32, u64);
 
 impl<T: RowId + ?Sized> RowId for &T {
     #[inline]
