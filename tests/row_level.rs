@@ -549,7 +549,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Insert(id) => drop(insert(&cache, &pool, id, "new").await),
             Op::InsertNext => drop(insert_next(&cache, &pool, "next").await),
             Op::Delete(id) => drop(delete(&cache, &pool, id).await),
-            Op::RetitleAll(n) => drop(retitle_all(&cache, &pool, &t(n), &t(n + 1)).await),
+            Op::RetitleAll(n) => {
+                drop(retitle_all(&cache, &pool, &t(n), &t(n.wrapping_add(1))).await)
+            }
             Op::RetitleNext(id, n) => drop(retitle_next(&cache, &pool, id, &t(n)).await),
         }
         // Every read, cached or not, returns what the database holds.
